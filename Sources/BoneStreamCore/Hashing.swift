@@ -1,0 +1,28 @@
+import Crypto
+import Foundation
+
+/// SHA-256 helpers for manifests and config hashes.
+public enum Hashing {
+    /// Lower-case hex SHA-256 of `data`.
+    public static func sha256(_ data: Data) -> String {
+        SHA256.hash(data: data).map { String(format: "%02x", $0) }.joined()
+    }
+
+    /// Lower-case hex SHA-256 of UTF-8 `text`.
+    public static func sha256(_ text: String) -> String {
+        sha256(Data(text.utf8))
+    }
+
+    /// Lower-case hex SHA-256 of the file at `path`, read in 1 MiB pieces.
+    public static func sha256(fileAt path: String) throws -> String {
+        guard let handle = FileHandle(forReadingAtPath: path) else {
+            throw FileSystemError(call: "open", path: path, code: ENOENT)
+        }
+        defer { try? handle.close() }
+        var hasher = SHA256()
+        while let chunk = try handle.read(upToCount: 1 << 20), !chunk.isEmpty {
+            hasher.update(data: chunk)
+        }
+        return hasher.finalize().map { String(format: "%02x", $0) }.joined()
+    }
+}

@@ -1,0 +1,81 @@
+import Foundation
+import Logging
+
+/// Progress of a long job: a redrawn bar with rate and ETA on a terminal, a log line every few
+/// seconds otherwise (CI logs, files). Safe to call from several threads.
+public final class Progress: @unchecked Sendable {
+    private let label: String
+    private let unit: String
+    private let total: Int
+    private let start = Date()
+    private let lock = NSLock()
+    private var done = 0
+    private var lastDraw = Date()
+    private let interactive: Bool
+    private let interval: TimeInterval
+    private let logger: Logger
+    private let enabled: Bool
+
+    /// - Parameters:
+    ///   - label: what is being done ("phantoms", "normalize").
+    ///   - unit: what is counted ("images").
+    ///   - total: the number expected.
+    ///   - enabled: false silences it (tests).
+    public init(label: String, unit: String, total: Int, logger: Logger, enabled: Bool = true) {
+        self.label = label
+        self.unit = unit
+        self.total = max(total, 0)
+        self.logger = logger
+        self.enabled = enabled
+        interactive = isatty(STDERR_FILENO) == 1 && ProcessInfo.processInfo.environment["CI"] == nil
+        interval = interactive ? 0.1 : 5
+    }
+
+    /// Counts `count` more units done.
+    public func advance(by count: Int = 1) {
+        lock.lock()
+        defer { lock.unlock() }
+        done += count
+        let now = Date()
+        if enabled && (now.timeIntervalSince(lastDraw) >= interval) {
+            lastDraw = now
+            draw(now: now, final: false)
+        }
+    }
+
+    /// Draws the final state and ends the line.
+    public func finish() {
+        lock.lock()
+        defer { lock.unlock() }
+        if enabled { draw(now: Date(), final: true) }
+    }
+
+    /// Seconds since the job started.
+    public var elapsed: TimeInterval { Date().timeIntervalSince(start) }
+
+    private func draw(now: Date, final: Bool) {
+        let seconds = max(now.timeIntervalSince(start), 1e-9)
+        let rate = Double(done) / seconds
+        let remaining = rate > 0 ? Double(total - done) / rate : .infinity
+        let rateText = String(format: "%.1f %@/s", rate, unit)
+        let etaText = final ? "done in \(Progress.duration(seconds))" : "ETA \(Progress.duration(remaining))"
+        if interactive {
+            let width = 30
+            let filled = total > 0 ? min(width, done * width / total) : width
+            let bar = String(repeating: "#", count: filled) + String(repeating: "-", count: width - filled)
+            let text = "\r\(label) [\(bar)] \(done)/\(total) \(rateText) \(etaText)\u{1B}[K"
+            FileHandle.standardError.write(Data((final ? text + "\n" : text).utf8))
+        } else {
+            logger.info("\(label): \(done)/\(total) \(unit), \(rateText), \(etaText)")
+        }
+    }
+
+    /// "1h02m", "3m05s", "12.3s".
+    public static func duration(_ seconds: Double) -> String {
+        guard seconds.isFinite else { return "--" }
+        if seconds < 60 { return String(format: "%.1fs", seconds) }
+        let s = Int(seconds.rounded())
+        if s < 3600 { return String(format: "%dm%02ds", s / 60, s % 60) }
+        return String(format: "%dh%02dm", s / 3600, (s % 3600) / 60)
+    }
+}

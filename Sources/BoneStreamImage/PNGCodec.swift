@@ -1,0 +1,59 @@
+import BoneStreamCore
+import CPNGShim
+import Foundation
+
+/// Why an image could not be read or written; always names the file.
+public struct ImageError: Error, CustomStringConvertible, Sendable {
+    public let path: String
+    public let reason: String
+    public var description: String { "\(path): \(reason)" }
+}
+
+/// Facts from a PNG header.
+public struct PNGInfo: Sendable, Equatable {
+    public let width: Int
+    public let height: Int
+    public let bitDepth: Int
+    /// PNG colour type: 0 gray, 2 RGB, 3 palette, 4 gray+alpha, 6 RGBA.
+    public let colorType: Int
+}
+
+/// PNG reading and writing through libpng.
+public enum PNGCodec {
+    /// Reads the signature and header of `path` without decoding pixels.
+    public static func readInfo(path: String) throws -> PNGInfo {
+        var info = bs_png_info()
+        var err = [CChar](repeating: 0, count: 256)
+        if bs_png_read_info(path, &info, &err, err.count) != 0 {
+            throw ImageError(path: path, reason: cString(err))
+        }
+        return PNGInfo(width: Int(info.width), height: Int(info.height),
+                       bitDepth: Int(info.bit_depth), colorType: Int(info.color_type))
+    }
+
+    /// Encodes `image` as an 8-bit gray PNG with zlib `level` (0-9).
+    public static func encode(_ image: GrayImage, level: Int = 6) throws -> Data {
+        var out: UnsafeMutablePointer<UInt8>?
+        var length = 0
+        var err = [CChar](repeating: 0, count: 256)
+        let status = image.pixels.withUnsafeBufferPointer { buffer in
+            bs_png_encode_gray8(buffer.baseAddress, UInt32(image.width), UInt32(image.height), image.width,
+                                Int32(max(0, min(9, level))), &out, &length, &err, err.count)
+        }
+        guard status == 0, let out else {
+            throw ImageError(path: "<memory>", reason: "PNG encoding failed: \(cString(err))")
+        }
+        defer { bs_png_free(out) }
+        return Data(bytes: out, count: length)
+    }
+
+    /// Encodes `image` and writes it to `path` atomically.
+    public static func write(_ image: GrayImage, to path: String, level: Int = 6) throws {
+        try AtomicFile.write(encode(image, level: level), to: path)
+    }
+}
+
+/// The text of a NUL-terminated C buffer.
+func cString(_ buffer: [CChar]) -> String {
+    String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+}

@@ -1,0 +1,149 @@
+// libpng shim: see include/bs_png.h for the contract.
+#include "bs_png.h"
+
+#include <png.h>
+#include <setjmp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <errno.h>
+
+typedef struct {
+    char *err;
+    size_t errlen;
+} bs_error_ctx;
+
+static void bs_error_fn(png_structp png, png_const_charp msg) {
+    bs_error_ctx *ctx = (bs_error_ctx *)png_get_error_ptr(png);
+    if (ctx && ctx->err && ctx->errlen) snprintf(ctx->err, ctx->errlen, "%s", msg);
+    png_longjmp(png, 1);
+}
+
+static void bs_warning_fn(png_structp png, png_const_charp msg) {
+    (void)png;
+    (void)msg;  // warnings (for example an unknown ancillary chunk) are not errors
+}
+
+static void bs_set_err(char *err, size_t errlen, const char *msg) {
+    if (err && errlen) snprintf(err, errlen, "%s", msg);
+}
+
+int bs_png_read_info(const char *path, bs_png_info *info, char *err, size_t errlen) {
+    FILE *fp = fopen(path, "rb");
+    if (!fp) {
+        if (err && errlen) snprintf(err, errlen, "cannot open: %s", strerror(errno));
+        return -1;
+    }
+    unsigned char sig[8];
+    if (fread(sig, 1, 8, fp) != 8 || png_sig_cmp(sig, 0, 8) != 0) {
+        fclose(fp);
+        bs_set_err(err, errlen, "not a PNG file (bad signature)");
+        return -1;
+    }
+    bs_error_ctx ctx = {err, errlen};
+    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &ctx, bs_error_fn, bs_warning_fn);
+    if (!png) {
+        fclose(fp);
+        bs_set_err(err, errlen, "out of memory");
+        return -1;
+    }
+    png_infop pinfo = png_create_info_struct(png);
+    if (!pinfo) {
+        png_destroy_read_struct(&png, NULL, NULL);
+        fclose(fp);
+        bs_set_err(err, errlen, "out of memory");
+        return -1;
+    }
+    if (setjmp(png_jmpbuf(png))) {
+        png_destroy_read_struct(&png, &pinfo, NULL);
+        fclose(fp);
+        return -1;
+    }
+    png_init_io(png, fp);
+    png_set_sig_bytes(png, 8);
+    png_read_info(png, pinfo);
+    info->width = png_get_image_width(png, pinfo);
+    info->height = png_get_image_height(png, pinfo);
+    info->bit_depth = png_get_bit_depth(png, pinfo);
+    info->color_type = png_get_color_type(png, pinfo);
+    png_destroy_read_struct(&png, &pinfo, NULL);
+    fclose(fp);
+    return 0;
+}
+
+typedef struct {
+    uint8_t *data;
+    size_t len;
+    size_t cap;
+    int failed;
+} bs_buffer;
+
+static void bs_write_fn(png_structp png, png_bytep data, png_size_t length) {
+    bs_buffer *buf = (bs_buffer *)png_get_io_ptr(png);
+    if (buf->len + length > buf->cap) {
+        size_t cap = buf->cap ? buf->cap : 65536;
+        while (cap < buf->len + length) cap *= 2;
+        uint8_t *grown = (uint8_t *)realloc(buf->data, cap);
+        if (!grown) {
+            buf->failed = 1;
+            png_error(png, "out of memory while encoding");
+        }
+        buf->data = grown;
+        buf->cap = cap;
+    }
+    memcpy(buf->data + buf->len, data, length);
+    buf->len += length;
+}
+
+static void bs_flush_fn(png_structp png) { (void)png; }
+
+int bs_png_encode_gray8(const uint8_t *pixels, uint32_t width, uint32_t height, size_t stride,
+                        int level, uint8_t **out, size_t *outlen, char *err, size_t errlen) {
+    *out = NULL;
+    *outlen = 0;
+    if (width == 0 || height == 0) {
+        bs_set_err(err, errlen, "zero-size image");
+        return -1;
+    }
+    bs_error_ctx ctx = {err, errlen};
+    png_structp png = png_create_write_struct(PNG_LIBPNG_VER_STRING, &ctx, bs_error_fn, bs_warning_fn);
+    if (!png) {
+        bs_set_err(err, errlen, "out of memory");
+        return -1;
+    }
+    png_infop info = png_create_info_struct(png);
+    if (!info) {
+        png_destroy_write_struct(&png, NULL);
+        bs_set_err(err, errlen, "out of memory");
+        return -1;
+    }
+    // volatile: modified between setjmp and a possible longjmp.
+    bs_buffer *volatile buf = (bs_buffer *)calloc(1, sizeof(bs_buffer));
+    if (!buf) {
+        png_destroy_write_struct(&png, &info);
+        bs_set_err(err, errlen, "out of memory");
+        return -1;
+    }
+    if (setjmp(png_jmpbuf(png))) {
+        png_destroy_write_struct(&png, &info);
+        free(buf->data);
+        free(buf);
+        return -1;
+    }
+    png_set_write_fn(png, buf, bs_write_fn, bs_flush_fn);
+    png_set_compression_level(png, level);
+    png_set_IHDR(png, info, width, height, 8, PNG_COLOR_TYPE_GRAY, PNG_INTERLACE_NONE,
+                 PNG_COMPRESSION_TYPE_DEFAULT, PNG_FILTER_TYPE_DEFAULT);
+    png_write_info(png, info);
+    for (uint32_t y = 0; y < height; y++) {
+        png_write_row(png, (png_const_bytep)(pixels + (size_t)y * stride));
+    }
+    png_write_end(png, NULL);
+    png_destroy_write_struct(&png, &info);
+    *out = buf->data;
+    *outlen = buf->len;
+    free(buf);
+    return 0;
+}
+
+void bs_png_free(void *p) { free(p); }

@@ -1,0 +1,63 @@
+import ArgumentParser
+import BoneStreamCore
+import Foundation
+
+@main
+struct BoneStreamCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bonestream",
+        abstract: "A streaming data pipeline and CNN trainer for paediatric bone age from hand radiographs.",
+        discussion: """
+            Stages: phantoms (synthetic data) -> normalize -> split. `bonestream run` does them all on the
+            embedded default configuration. Every stage reads pipeline.yaml (see docs/config.md).
+            """,
+        subcommands: [RunCommand.self, PhantomsCommand.self, NormalizeCommand.self, SplitCommand.self, ConfigCommand.self]
+    )
+}
+
+/// Options every stage command takes: which configuration, per-key overrides and log level.
+struct GlobalOptions: ParsableArguments {
+    @Option(name: .long, help: "pipeline.yaml to read (default: ./pipeline.yaml if present, else the embedded default).")
+    var config: String?
+
+    @Option(name: .customLong("set"), help: ArgumentHelp("Override one key, e.g. --set split.seed=7 (repeatable).", valueName: "key=value"))
+    var assignments: [String] = []
+
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error.")
+    var logLevel: String = "info"
+
+    @Flag(name: .long, help: "No progress bar or progress lines.")
+    var quiet = false
+
+    /// Sets up logging and loads the effective configuration; `flags` are (key, value, flag name)
+    /// from the command's own options, applied after the file and before --set.
+    func load(flags: [(String, String?, String)] = []) throws -> PipelineConfig {
+        Log.bootstrap(level: .init(rawValue: logLevel) ?? .info)
+        var result: PipelineConfig
+        if let path = config {
+            result = try PipelineConfig.load(path: path)
+        } else if FileManager.default.fileExists(atPath: "pipeline.yaml") {
+            result = try PipelineConfig.load(path: "pipeline.yaml")
+        } else {
+            result = PipelineConfig()
+        }
+        for (key, value, flag) in flags {
+            if let value { try result.override(key, with: value, flag: flag) }
+        }
+        try result.apply(assignments: assignments)
+        try result.validate()
+        return result
+    }
+}
+
+/// Runs `body`, printing any error as one clear line and exiting 1 instead of a trace.
+func reportingErrors(_ body: () throws -> Void) throws {
+    do {
+        try body()
+    } catch let error as ExitCode {
+        throw error
+    } catch {
+        FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+        throw ExitCode.failure
+    }
+}

@@ -1,0 +1,31 @@
+import ArgumentParser
+import BoneStreamCore
+import Foundation
+
+struct RunCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "run",
+        abstract: "Run every stage end to end: phantoms (when dataset.root holds none), normalize, split.")
+
+    @OptionGroup var global: GlobalOptions
+
+    func run() throws {
+        try reportingErrors {
+            let config = try global.load()
+            let root = config.string("dataset.root")
+            let started = Date()
+            if FileManager.default.fileExists(atPath: root + "/" + config.string("dataset.train.file"))
+                && !FileManager.default.fileExists(atPath: root + "/phantoms.json") {
+                print("== phantoms: skipped, \(root) holds a dataset")
+            } else {
+                print("== phantoms -> \(root)")
+                try Stages.phantoms(config, quiet: global.quiet)
+            }
+            print("== normalize -> \(config.string("dataset.tables"))")
+            try Stages.normalize(config, quiet: global.quiet)
+            print("== split -> \(config.string("split.out"))")
+            try Stages.split(config)
+            print("== done in \(Progress.duration(Date().timeIntervalSince(started)))")
+        }
+    }
+}

@@ -1,0 +1,38 @@
+import BoneStreamCore
+import BoneStreamDataset
+import BoneStreamPhantoms
+import BoneStreamSplit
+import Foundation
+
+/// Each stage as the CLI runs it: the library call and its printed summary.
+enum Stages {
+    static func phantoms(_ config: PipelineConfig, quiet: Bool) throws {
+        let out = config.string("dataset.root")
+        let report = try PhantomGenerator.run(PhantomOptions(config: config), out: out, logger: Log.logger("phantoms"),
+                                              showProgress: !quiet)
+        let counts = PipelineSchema.splits.map { split in "\(report.subjects.filter { $0.split == split }.count) \(split)" }
+        print("phantoms: \(report.subjects.count) images (\(counts.joined(separator: ", "))) in \(out); "
+              + "\(report.written) written, \(report.skipped) already there, "
+              + String(format: "%.1f s, %.2f images/s", report.seconds, Double(report.written) / max(report.seconds, 1e-9)))
+    }
+
+    static func normalize(_ config: PipelineConfig, quiet: Bool) throws {
+        let options = NormalizeOptions(config: config)
+        let report = try Normalizer.run(options, logger: Log.logger("normalize"), showProgress: !quiet)
+        print(report.summary)
+        print("tables in \(options.out); rejected rows in \(options.out)/rejects.csv")
+        if report.overThreshold {
+            throw NormalizeError(message: String(format: "%.2f%% of rows were rejected, more than dataset.reject_threshold (%.2f%%); see %@/rejects.csv",
+                                                 100 * report.rejectedShare, 100 * report.rejectThreshold, options.out))
+        }
+    }
+
+    static func split(_ config: PipelineConfig) throws {
+        let options = SplitOptions(config: config)
+        let manifest = try Splitter.run(options)
+        for counts in manifest.splits {
+            print("\(counts.name): \(counts.count) images (\(counts.male) male, \(counts.female) female)")
+        }
+        print("splits (\(manifest.mode)) in \(options.out); manifest \(options.out)/\(Splitter.manifestName)")
+    }
+}
