@@ -187,6 +187,7 @@ public enum Normalizer {
         do {
             let info = try PNGCodec.readInfo(path: path)
             if info.width == 0 || info.height == 0 { return "unreadable image \(path): zero size" }
+            if !PNGCodec.hasEndChunk(path: path) { return "unreadable image \(path): truncated (no IEND chunk at the end)" }
             return nil
         } catch let error as ImageError {
             return "unreadable image \(path): \(error.reason)"

@@ -11,6 +11,13 @@ public struct TablesManifest: Codable, Sendable, Equatable {
     public var kept: [String: Int]
     public var rejected: Int
 
+    public init(tables: [String: String], rows: [String: Int], kept: [String: Int], rejected: Int) {
+        self.tables = tables
+        self.rows = rows
+        self.kept = kept
+        self.rejected = rejected
+    }
+
     public func json() throws -> Data {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.prettyPrinted, .sortedKeys]

@@ -31,6 +31,19 @@ public enum PNGCodec {
                        bitDepth: Int(info.bit_depth), colorType: Int(info.color_type))
     }
 
+    /// Checks that the file at `path` ends with PNG's IEND chunk: a cheap test for truncation that
+    /// needs no decoding.
+    public static func hasEndChunk(path: String) -> Bool {
+        guard let handle = FileHandle(forReadingAtPath: path) else { return false }
+        defer { try? handle.close() }
+        guard let size = try? handle.seekToEnd(), size >= 20 else { return false }
+        guard (try? handle.seek(toOffset: size - 12)) != nil, let tail = try? handle.read(upToCount: 12), tail.count == 12 else {
+            return false
+        }
+        // length 0, "IEND", CRC 0xAE426082
+        return Array(tail) == [0, 0, 0, 0, 0x49, 0x45, 0x4E, 0x44, 0xAE, 0x42, 0x60, 0x82]
+    }
+
     /// Encodes `image` as an 8-bit gray PNG with zlib `level` (0-9).
     public static func encode(_ image: GrayImage, level: Int = 6) throws -> Data {
         var out: UnsafeMutablePointer<UInt8>?

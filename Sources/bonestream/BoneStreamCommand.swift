@@ -1,6 +1,7 @@
 import ArgumentParser
 import BoneStreamCore
 import Foundation
+import Logging
 
 @main
 struct BoneStreamCommand: ParsableCommand {
@@ -8,7 +9,7 @@ struct BoneStreamCommand: ParsableCommand {
         commandName: "bonestream",
         abstract: "A streaming data pipeline and CNN trainer for paediatric bone age from hand radiographs.",
         discussion: """
-            Stages: phantoms (synthetic data) -> normalize -> split. `bonestream run` does them all on the
+            Stages: phantoms (synthetic data) -> normalize -> split. `bonestream run` does them all on the \
             embedded default configuration. Every stage reads pipeline.yaml (see docs/config.md).
             """,
         subcommands: [RunCommand.self, PhantomsCommand.self, NormalizeCommand.self, SplitCommand.self, ConfigCommand.self]
@@ -32,7 +33,10 @@ struct GlobalOptions: ParsableArguments {
     /// Sets up logging and loads the effective configuration; `flags` are (key, value, flag name)
     /// from the command's own options, applied after the file and before --set.
     func load(flags: [(String, String?, String)] = []) throws -> PipelineConfig {
-        Log.bootstrap(level: .init(rawValue: logLevel) ?? .info)
+        guard let level = Logger.Level(rawValue: logLevel) else {
+            throw ConfigError(source: "--log-level", message: "expected one of trace, debug, info, notice, warning, error; got '\(logLevel)'")
+        }
+        Log.bootstrap(level: level)
         var result: PipelineConfig
         if let path = config {
             result = try PipelineConfig.load(path: path)
