@@ -25,7 +25,7 @@ public enum PipelineSchema {
                 ConfigKey("phantoms.noise", .double(0...50), .double(2.5),
                           "Standard deviation of the pixel noise, in gray levels."),
                 ConfigKey("phantoms.png_compression", .int(0...9), .int(1),
-                          "zlib level of the written PNGs (0 none, 9 smallest; noisy radiographs gain little past 1, which is four times faster than 6)."),
+                          "zlib level of the written PNGs (0 none, 9 smallest; noisy radiographs gain little past 1, which is three times faster than 6)."),
             ]),
         ConfigSection(name: "dataset", doc: """
             Where the RSNA split files and images are, how their columns map onto the canonical \
