@@ -18,13 +18,7 @@ public struct TablesManifest: Codable, Sendable, Equatable {
         self.rejected = rejected
     }
 
-    public func json() throws -> Data {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        var data = try encoder.encode(self)
-        data.append(0x0A)
-        return data
-    }
+    public func json() throws -> Data { try JSONFile.encode(self) }
 
     /// Reads the manifest in `directory` and checks each listed table's hash.
     public static func verify(directory: String) throws -> TablesManifest {

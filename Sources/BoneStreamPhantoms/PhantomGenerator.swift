@@ -108,9 +108,7 @@ public enum PhantomGenerator {
         let start = Date()
         let subjects = subjects(options)
         try FileManager.default.createDirectory(atPath: out, withIntermediateDirectories: true)
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        let settings = try encoder.encode(options)
+        let settings = try JSONFile.encode(options)
         let settingsPath = out + "/" + settingsFile
         let sameSettings = FileManager.default.contents(atPath: settingsPath) == settings
         if !sameSettings && FileManager.default.fileExists(atPath: settingsPath) {

@@ -48,11 +48,5 @@ public struct SplitManifest: Codable, Sendable, Equatable {
         case mode, seed, configSHA256 = "config_sha256", inputs, splits
     }
 
-    public func json() throws -> Data {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        var data = try encoder.encode(self)
-        data.append(0x0A)
-        return data
-    }
+    public func json() throws -> Data { try JSONFile.encode(self) }
 }

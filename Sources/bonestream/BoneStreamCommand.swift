@@ -65,3 +65,9 @@ func reportingErrors(_ body: () throws -> Void) throws {
         throw ExitCode.failure
     }
 }
+
+/// Prints a line to standard output at once (unbuffered), so summaries and stderr's progress lines
+/// keep their order in a log.
+func say(_ line: String) {
+    FileHandle.standardOutput.write(Data((line + "\n").utf8))
+}

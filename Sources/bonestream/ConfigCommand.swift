@@ -19,10 +19,10 @@ struct ConfigCommand: ParsableCommand {
         func run() throws {
             try reportingErrors {
                 if defaults {
-                    print("# BoneStream pipeline configuration: every key at its default. Reference: docs/config.md.\n")
-                    print(PipelineConfig().yaml(docs: true))
+                    say("# BoneStream pipeline configuration: every key at its default. Reference: docs/config.md.\n")
+                    say(PipelineConfig().yaml(docs: true))
                 } else {
-                    print(try global.load().yaml(annotate: true))
+                    say(try global.load().yaml(annotate: true))
                 }
             }
         }
@@ -39,7 +39,7 @@ struct ConfigCommand: ParsableCommand {
                 let config = try PipelineConfig.load(path: file)
                 try config.validate()
                 let set = config.origins.values.filter { if case .file = $0 { return true } else { return false } }.count
-                print("\(file): OK (\(set) keys set, \(PipelineSchema.allKeys.count - set) at their defaults)")
+                say("\(file): OK (\(set) keys set, \(PipelineSchema.allKeys.count - set) at their defaults)")
             }
         }
     }
@@ -48,7 +48,7 @@ struct ConfigCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Print docs/config.md, the reference of every key.")
 
         func run() throws {
-            print(PipelineConfig.markdownReference(), terminator: "")
+            FileHandle.standardOutput.write(Data(PipelineConfig.markdownReference().utf8))
         }
     }
 }

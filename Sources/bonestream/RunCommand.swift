@@ -16,16 +16,16 @@ struct RunCommand: ParsableCommand {
             let started = Date()
             if FileManager.default.fileExists(atPath: root + "/" + config.string("dataset.train.file"))
                 && !FileManager.default.fileExists(atPath: root + "/phantoms.json") {
-                print("== phantoms: skipped, \(root) holds a dataset")
+                say("== phantoms: skipped, \(root) holds a dataset")
             } else {
-                print("== phantoms -> \(root)")
+                say("== phantoms -> \(root)")
                 try Stages.phantoms(config, quiet: global.quiet)
             }
-            print("== normalize -> \(config.string("dataset.tables"))")
+            say("== normalize -> \(config.string("dataset.tables"))")
             try Stages.normalize(config, quiet: global.quiet)
-            print("== split -> \(config.string("split.out"))")
+            say("== split -> \(config.string("split.out"))")
             try Stages.split(config)
-            print("== done in \(Progress.duration(Date().timeIntervalSince(started)))")
+            say("== done in \(Progress.duration(Date().timeIntervalSince(started)))")
         }
     }
 }

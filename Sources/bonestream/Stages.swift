@@ -11,7 +11,7 @@ enum Stages {
         let report = try PhantomGenerator.run(PhantomOptions(config: config), out: out, logger: Log.logger("phantoms"),
                                               showProgress: !quiet)
         let counts = PipelineSchema.splits.map { split in "\(report.subjects.filter { $0.split == split }.count) \(split)" }
-        print("phantoms: \(report.subjects.count) images (\(counts.joined(separator: ", "))) in \(out); "
+        say("phantoms: \(report.subjects.count) images (\(counts.joined(separator: ", "))) in \(out); "
               + "\(report.written) written, \(report.skipped) already there, "
               + String(format: "%.1f s, %.2f images/s", report.seconds, Double(report.written) / max(report.seconds, 1e-9)))
     }
@@ -19,8 +19,8 @@ enum Stages {
     static func normalize(_ config: PipelineConfig, quiet: Bool) throws {
         let options = NormalizeOptions(config: config)
         let report = try Normalizer.run(options, logger: Log.logger("normalize"), showProgress: !quiet)
-        print(report.summary)
-        print("tables in \(options.out); rejected rows in \(options.out)/rejects.csv")
+        say(report.summary)
+        say("tables in \(options.out); rejected rows in \(options.out)/rejects.csv")
         if report.overThreshold {
             throw NormalizeError(message: String(format: "%.2f%% of rows were rejected, more than dataset.reject_threshold (%.2f%%); see %@/rejects.csv",
                                                  100 * report.rejectedShare, 100 * report.rejectThreshold, options.out))
@@ -31,8 +31,8 @@ enum Stages {
         let options = SplitOptions(config: config)
         let manifest = try Splitter.run(options)
         for counts in manifest.splits {
-            print("\(counts.name): \(counts.count) images (\(counts.male) male, \(counts.female) female)")
+            say("\(counts.name): \(counts.count) images (\(counts.male) male, \(counts.female) female)")
         }
-        print("splits (\(manifest.mode)) in \(options.out); manifest \(options.out)/\(Splitter.manifestName)")
+        say("splits (\(manifest.mode)) in \(options.out); manifest \(options.out)/\(Splitter.manifestName)")
     }
 }
