@@ -19,6 +19,33 @@ extension PipelineConfig {
         if double("split.train_fraction") + double("split.validation_fraction") > 1 + 1e-9 {
             throw fail("split.validation_fraction", "split.train_fraction + split.validation_fraction must not exceed 1")
         }
+        if double("preprocess.crop_top") + double("preprocess.crop_bottom") >= 0.9 {
+            throw fail("preprocess.crop_bottom", "preprocess.crop_top + preprocess.crop_bottom must leave at least 10% of the height")
+        }
+        if double("preprocess.crop_left") + double("preprocess.crop_right") >= 0.9 {
+            throw fail("preprocess.crop_right", "preprocess.crop_left + preprocess.crop_right must leave at least 10% of the width")
+        }
+        if int("patches.size") > int("preprocess.size") {
+            throw fail("patches.size", "patches of \(int("patches.size")) do not fit the \(int("preprocess.size"))-pixel image (preprocess.size)")
+        }
+        if int("patches.per_side") > 1 && int("patches.size") * int("patches.per_side") < int("preprocess.size") {
+            throw fail("patches.per_side", "\(int("patches.per_side")) patches of \(int("patches.size")) leave gaps in a \(int("preprocess.size"))-pixel image")
+        }
+        if double("augment.blur_sigma_min") > double("augment.blur_sigma_max") {
+            throw fail("augment.blur_sigma_min", "must not exceed augment.blur_sigma_max")
+        }
+        let known = ["identity", "flip", "hflip", "vflip", "rotate", "blur"]
+        let pool = strings("augment.pool")
+        if pool.isEmpty { throw fail("augment.pool", "needs at least one operation") }
+        for item in pool {
+            let parts = item.split(separator: ":", maxSplits: 1).map { $0.trimmingCharacters(in: .whitespaces) }
+            guard known.contains(parts[0]) else {
+                throw fail("augment.pool", "unknown operation '\(parts[0])' (known: \(known.joined(separator: ", ")))")
+            }
+            if parts.count == 2, !(Double(parts[1]).map { $0 > 0 && $0.isFinite } ?? false) {
+                throw fail("augment.pool", "'\(item)': the weight after ':' must be a positive number")
+            }
+        }
         let male = Set(strings("dataset.male_values").map { $0.lowercased() })
         let female = Set(strings("dataset.female_values").map { $0.lowercased() })
         if let both = male.intersection(female).sorted().first {

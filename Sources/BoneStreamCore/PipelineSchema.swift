@@ -69,6 +69,46 @@ public enum PipelineSchema {
                 ConfigKey("split.age_bin_months", .double(1...240), .double(24),
                           "Width of the age bins used for stratification and for the manifest's counts."),
             ]),
+        ConfigSection(name: "preprocess", doc: """
+            How `bonestream preprocess` turns each image into the cached 8-bit square that workers cut \
+            patches from: crop, resize, CLAHE. Changing any key that affects pixels makes a new cache.
+            """, keys: [
+                ConfigKey("preprocess.cache", .string, .string("work/cache"),
+                          "Folder of caches; each preprocessing configuration gets its own subfolder named by its hash."),
+                ConfigKey("preprocess.crop_top", .double(0...0.45), .double(0.05), "Share of the height removed at the top."),
+                ConfigKey("preprocess.crop_bottom", .double(0...0.45), .double(0.05), "Share of the height removed at the bottom."),
+                ConfigKey("preprocess.crop_left", .double(0...0.45), .double(0.05), "Share of the width removed at the left."),
+                ConfigKey("preprocess.crop_right", .double(0...0.45), .double(0.05), "Share of the width removed at the right."),
+                ConfigKey("preprocess.size", .int(32...4096), .int(500), "Side of the square the cropped image is resized to."),
+                ConfigKey("preprocess.resize", .choice(["bilinear", "area"]), .string("bilinear"),
+                          "bilinear as OpenCV's INTER_LINEAR (the paper's choice); area averages, better for large shrink factors."),
+                ConfigKey("preprocess.clahe_clip", .double(0...100), .double(2.0),
+                          "CLAHE clip limit (OpenCV's clipLimit); 0 turns clipping off."),
+                ConfigKey("preprocess.clahe_tiles", .int(1...64), .int(8), "CLAHE tile grid: tiles per side."),
+                ConfigKey("preprocess.bad_images", .choice(["skip", "fail"]), .string("skip"),
+                          "skip reports an image that cannot be decoded in rejects.csv and goes on; fail stops the run."),
+                ConfigKey("preprocess.max_side", .int(1...1_000_000), .int(20_000),
+                          "Images wider or taller than this are refused before decoding."),
+                ConfigKey("preprocess.max_pixels", .int(1...Int(Int32.max)), .int(100_000_000),
+                          "Images with more pixels than this are refused before decoding (decompression bombs)."),
+            ]),
+        ConfigSection(name: "patches", doc: """
+            The overlapping patch grid cut from each cached image.
+            """, keys: [
+                ConfigKey("patches.per_side", .int(1...32), .int(5), "Patches per side (5 gives the paper's 25)."),
+                ConfigKey("patches.size", .int(8...4096), .int(224), "Patch side in pixels."),
+            ]),
+        ConfigSection(name: "augment", doc: """
+            The random augmentation each training patch gets: one operation drawn from a weighted pool.
+            """, keys: [
+                ConfigKey("augment.pool", .strings, .strings(["identity", "flip"]),
+                          "Operations to draw from, each optionally with a weight (rotate:2): identity, flip (horizontal or vertical, 50/50), hflip, vflip, rotate, blur. The paper: identity and flip for ResNet18; identity, flip, rotate, blur for Inception-v4."),
+                ConfigKey("augment.rotate_degrees", .double(0...180), .double(30), "Rotation angles are uniform in [-this, +this] degrees."),
+                ConfigKey("augment.blur_sigma_min", .double(0.05...10), .double(0.2), "Smallest Gaussian blur sigma."),
+                ConfigKey("augment.blur_sigma_max", .double(0.05...10), .double(1.0), "Largest Gaussian blur sigma."),
+                ConfigKey("augment.seed", .int(0...Int.max), .int(1234),
+                          "Seed of every augmentation draw: a (seed, epoch, sample) key gives the same patch bytes anywhere."),
+            ]),
     ]
 
     private static func splitKeys(split: String, file: String, images: String,

@@ -18,8 +18,59 @@ public struct PNGInfo: Sendable, Equatable {
     public let colorType: Int
 }
 
+/// Limits that protect the decoder from hostile or absurd files.
+public struct DecodeLimits: Sendable {
+    public var maxSide: Int
+    public var maxPixels: Int
+
+    public init(maxSide: Int = 20_000, maxPixels: Int = 100_000_000) {
+        self.maxSide = maxSide
+        self.maxPixels = maxPixels
+    }
+}
+
+/// A decoded gray image: 8-bit, or 16-bit kept at full depth until after the crop.
+public enum DecodedGray: Sendable {
+    case gray8(GrayImage)
+    case gray16(width: Int, height: Int, pixels: [UInt16])
+
+    public var width: Int {
+        switch self {
+        case .gray8(let image): return image.width
+        case .gray16(let width, _, _): return width
+        }
+    }
+
+    public var height: Int {
+        switch self {
+        case .gray8(let image): return image.height
+        case .gray16(_, let height, _): return height
+        }
+    }
+}
+
 /// PNG reading and writing through libpng.
 public enum PNGCodec {
+    /// Decodes any PNG (8/16-bit gray, gray+alpha, palette, RGB, RGBA) to one gray channel.
+    /// RGB becomes luminance (BT.601); alpha is dropped. Errors name the file.
+    public static func decode(path: String, limits: DecodeLimits = DecodeLimits()) throws -> DecodedGray {
+        var raw: UnsafeMutableRawPointer?
+        var width: UInt32 = 0, height: UInt32 = 0
+        var depth: Int32 = 0
+        var err = [CChar](repeating: 0, count: 256)
+        let status = bs_png_decode_gray(path, UInt32(clamping: limits.maxSide), UInt64(limits.maxPixels), &raw,
+                                        &width, &height, &depth, &err, err.count)
+        guard status == 0, let raw else { throw ImageError(path: path, reason: cString(err)) }
+        defer { bs_png_free(raw) }
+        let count = Int(width) * Int(height)
+        if depth == 16 {
+            let pixels = [UInt16](UnsafeBufferPointer(start: raw.assumingMemoryBound(to: UInt16.self), count: count))
+            return .gray16(width: Int(width), height: Int(height), pixels: pixels)
+        }
+        let pixels = [UInt8](UnsafeBufferPointer(start: raw.assumingMemoryBound(to: UInt8.self), count: count))
+        return .gray8(GrayImage(width: Int(width), height: Int(height), pixels: pixels))
+    }
+
     /// Reads the signature and header of `path` without decoding pixels.
     public static func readInfo(path: String) throws -> PNGInfo {
         var info = bs_png_info()

@@ -36,6 +36,13 @@ public struct PhantomSubject: Sendable, Equatable {
     public var male: Bool
     /// Bone age in months: integers for train and validation, two decimals for test (as RSNA's).
     public var boneage: Double
+
+    public init(id: Int, split: String, male: Bool, boneage: Double) {
+        self.id = id
+        self.split = split
+        self.male = male
+        self.boneage = boneage
+    }
 }
 
 /// What a phantoms run wrote.

@@ -146,4 +146,129 @@ int bs_png_encode_gray8(const uint8_t *pixels, uint32_t width, uint32_t height, 
     return 0;
 }
 
+// One row of RGB samples (8- or 16-bit) to gray by BT.601 luminance, rounded.
+static void bs_rgb_row_to_gray(const uint8_t *src, uint8_t *pixels, uint32_t y, uint32_t w, int channels, size_t sample) {
+    if (sample == 1) {
+        uint8_t *dst = pixels + (size_t)y * w;
+        for (uint32_t x = 0; x < w; x++) {
+            const uint8_t *p = src + (size_t)x * channels;
+            dst[x] = (uint8_t)((299u * p[0] + 587u * p[1] + 114u * p[2] + 500u) / 1000u);
+        }
+    } else {
+        uint16_t *dst = (uint16_t *)pixels + (size_t)y * w;
+        for (uint32_t x = 0; x < w; x++) {
+            const uint16_t *p = (const uint16_t *)src + (size_t)x * channels;
+            dst[x] = (uint16_t)((299ull * p[0] + 587ull * p[1] + 114ull * p[2] + 500ull) / 1000ull);
+        }
+    }
+}
+
+int bs_png_decode_gray(const char *path, uint32_t max_side, uint64_t max_pixels, void **out,
+                       uint32_t *width, uint32_t *height, int *bit_depth, char *err, size_t errlen) {
+    *out = NULL;
+    FILE *fp = fopen(path, "rb");
+    if (!fp) {
+        if (err && errlen) snprintf(err, errlen, "cannot open: %s", strerror(errno));
+        return -1;
+    }
+    unsigned char sig[8];
+    if (fread(sig, 1, 8, fp) != 8 || png_sig_cmp(sig, 0, 8) != 0) {
+        fclose(fp);
+        bs_set_err(err, errlen, "not a PNG file (bad signature)");
+        return -1;
+    }
+    bs_error_ctx ctx = {err, errlen};
+    png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &ctx, bs_error_fn, bs_warning_fn);
+    if (!png) {
+        fclose(fp);
+        bs_set_err(err, errlen, "out of memory");
+        return -1;
+    }
+    png_infop info = png_create_info_struct(png);
+    if (!info) {
+        png_destroy_read_struct(&png, NULL, NULL);
+        fclose(fp);
+        bs_set_err(err, errlen, "out of memory");
+        return -1;
+    }
+    // volatile: assigned between setjmp and a possible longjmp.
+    uint8_t *volatile pixels = NULL;
+    uint8_t *volatile row = NULL;
+    if (setjmp(png_jmpbuf(png))) {
+        png_destroy_read_struct(&png, &info, NULL);
+        fclose(fp);
+        free(pixels);
+        free(row);
+        return -1;
+    }
+    png_init_io(png, fp);
+    png_set_sig_bytes(png, 8);
+    // A hard limit inside libpng too, so a hostile header cannot make it allocate first.
+    png_set_user_limits(png, max_side, max_side);
+    png_read_info(png, info);
+    uint32_t w = png_get_image_width(png, info);
+    uint32_t h = png_get_image_height(png, info);
+    int depth = png_get_bit_depth(png, info);
+    int color = png_get_color_type(png, info);
+    if (w == 0 || h == 0) {
+        bs_set_err(err, errlen, "zero-size image");
+        png_longjmp(png, 1);
+    }
+    if ((uint64_t)w * (uint64_t)h > max_pixels) {
+        if (err && errlen)
+            snprintf(err, errlen, "%ux%u is %llu pixels, more than the limit of %llu (a decompression bomb?)", w, h,
+                     (unsigned long long)w * h, (unsigned long long)max_pixels);
+        png_longjmp(png, 1);
+    }
+    if (color == PNG_COLOR_TYPE_PALETTE) png_set_palette_to_rgb(png);
+    if (color == PNG_COLOR_TYPE_GRAY && depth < 8) png_set_expand_gray_1_2_4_to_8(png);
+    if (png_get_valid(png, info, PNG_INFO_tRNS)) png_set_tRNS_to_alpha(png);
+    png_set_strip_alpha(png);
+    if (depth == 16) png_set_swap(png);  // PNG is big-endian; we keep host (little-endian) order
+    int passes = png_set_interlace_handling(png);
+    png_read_update_info(png, info);
+    int channels = png_get_channels(png, info);
+    int out_depth = png_get_bit_depth(png, info);
+    size_t sample = out_depth == 16 ? 2 : 1;
+    size_t rowbytes = png_get_rowbytes(png, info);
+    pixels = (uint8_t *)malloc((size_t)w * h * sample);
+    if (!pixels) {
+        bs_set_err(err, errlen, "out of memory");
+        png_longjmp(png, 1);
+    }
+    if (channels == 1) {
+        for (int pass = 0; pass < passes; pass++)
+            for (uint32_t y = 0; y < h; y++) png_read_row(png, pixels + (size_t)y * w * sample, NULL);
+    } else if (passes > 1) {
+        // Interlaced colour needs the whole image before conversion.
+        row = (uint8_t *)malloc(rowbytes * h);
+        if (!row) {
+            bs_set_err(err, errlen, "out of memory");
+            png_longjmp(png, 1);
+        }
+        for (int pass = 0; pass < passes; pass++)
+            for (uint32_t y = 0; y < h; y++) png_read_row(png, row + (size_t)y * rowbytes, NULL);
+        for (uint32_t y = 0; y < h; y++) bs_rgb_row_to_gray(row + (size_t)y * rowbytes, pixels, y, w, channels, sample);
+    } else {
+        row = (uint8_t *)malloc(rowbytes);
+        if (!row) {
+            bs_set_err(err, errlen, "out of memory");
+            png_longjmp(png, 1);
+        }
+        for (uint32_t y = 0; y < h; y++) {
+            png_read_row(png, row, NULL);
+            bs_rgb_row_to_gray(row, pixels, y, w, channels, sample);
+        }
+    }
+    png_read_end(png, NULL);
+    png_destroy_read_struct(&png, &info, NULL);
+    fclose(fp);
+    free(row);
+    *out = pixels;
+    *width = w;
+    *height = h;
+    *bit_depth = out_depth == 16 ? 16 : 8;
+    return 0;
+}
+
 void bs_png_free(void *p) { free(p); }

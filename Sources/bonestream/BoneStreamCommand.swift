@@ -5,14 +5,25 @@ import Logging
 
 @main
 struct BoneStreamCommand: ParsableCommand {
+    static func main() {
+        CPUCheck.requireBuildTarget()
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            exit(withError: error)
+        }
+    }
+
     static let configuration = CommandConfiguration(
         commandName: "bonestream",
         abstract: "A streaming data pipeline and CNN trainer for paediatric bone age from hand radiographs.",
         discussion: """
-            Stages: phantoms (synthetic data) -> normalize -> split. `bonestream run` does them all on the \
+            Stages: phantoms (synthetic data) -> normalize -> split -> preprocess. `bonestream run` does them all on the \
             embedded default configuration. Every stage reads pipeline.yaml (see docs/config.md).
             """,
-        subcommands: [RunCommand.self, PhantomsCommand.self, NormalizeCommand.self, SplitCommand.self, ConfigCommand.self]
+        subcommands: [RunCommand.self, PhantomsCommand.self, NormalizeCommand.self, SplitCommand.self, PreprocessCommand.self,
+                      PreviewCommand.self, BenchCommand.self, ConfigCommand.self]
     )
 }
 
@@ -70,4 +81,21 @@ func reportingErrors(_ body: () throws -> Void) throws {
 /// keep their order in a log.
 func say(_ line: String) {
     FileHandle.standardOutput.write(Data((line + "\n").utf8))
+}
+
+/// A release build's kernels use Haswell-level instructions (AVX2, FMA, BMI2) on x86_64; on a CPU
+/// without them they would die with SIGILL, so say so first.
+enum CPUCheck {
+    static func requireBuildTarget() {
+        #if BONESTREAM_HASWELL
+        guard let info = try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8),
+              let flagsLine = info.split(separator: "\n").first(where: { $0.hasPrefix("flags") }) else { return }
+        let flags = Set(flagsLine.split(separator: " ").map(String.init))
+        let missing = ["avx2", "fma", "bmi2"].filter { !flags.contains($0) }
+        if !missing.isEmpty {
+            FileHandle.standardError.write(Data("error: this build of bonestream uses Haswell-level instructions and this CPU lacks \(missing.joined(separator: ", ")); rebuild with BONESTREAM_PORTABLE=1 swift build -c release\n".utf8))
+            exit(1)
+        }
+        #endif
+    }
 }

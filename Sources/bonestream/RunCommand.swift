@@ -5,7 +5,7 @@ import Foundation
 struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
-        abstract: "Run every stage end to end: phantoms (when dataset.root holds none), normalize, split.")
+        abstract: "Run every stage end to end: phantoms (when dataset.root holds none), normalize, split, preprocess.")
 
     @OptionGroup var global: GlobalOptions
 
@@ -25,6 +25,8 @@ struct RunCommand: ParsableCommand {
             try Stages.normalize(config, quiet: global.quiet)
             say("== split -> \(config.string("split.out"))")
             try Stages.split(config)
+            say("== preprocess -> \(config.string("preprocess.cache"))")
+            try Stages.preprocess(config, quiet: global.quiet)
             say("== done in \(Progress.duration(Date().timeIntervalSince(started)))")
         }
     }

@@ -1,6 +1,7 @@
 import BoneStreamCore
 import BoneStreamDataset
 import BoneStreamPhantoms
+import BoneStreamPreprocess
 import BoneStreamSplit
 import Foundation
 
@@ -34,5 +35,22 @@ enum Stages {
             say("\(counts.name): \(counts.count) images (\(counts.male) male, \(counts.female) female)")
         }
         say("splits (\(manifest.mode)) in \(options.out); manifest \(options.out)/\(Splitter.manifestName)")
+    }
+
+    static func preprocess(_ config: PipelineConfig, quiet: Bool) throws {
+        let options = PreprocessOptions(config: config)
+        let report = try Preprocessor.run(options, logger: Log.logger("preprocess"), showProgress: !quiet)
+        let kept = report.images - report.rejected.count
+        var line = "preprocess: \(kept) of \(report.images) images cached in \(report.directory) (\(report.processed) processed, "
+            + "\(report.reused) already there, \(report.rejected.count) rejected)"
+        if report.processed > 0 {
+            line += String(format: ", %.1f images/s", Double(report.processed) / max(report.seconds, 1e-9))
+        }
+        say(line + (report.newGeneration ? "" : "; up to date, nothing written"))
+        if !report.rejected.isEmpty {
+            say("rejected images are listed in \(report.directory)/rejects.csv:")
+            for reject in report.rejected.prefix(5) { say("  \(reject.index): \(reject.reason)") }
+            if report.rejected.count > 5 { say("  ... and \(report.rejected.count - 5) more") }
+        }
     }
 }

@@ -1,5 +1,6 @@
 import BoneStreamCore
 import BoneStreamDataset
+import BoneStreamImage
 import Foundation
 import Testing
 
@@ -24,6 +25,7 @@ import Testing
         #expect(result.stdout.contains("phantoms: 16 images"))
         #expect(result.stdout.contains("rejected 0 of 16 rows"))
         #expect(result.stdout.contains("splits (stratified) in work/splits"))
+        #expect(result.stdout.contains("preprocess: 16 of 16 images cached in work/cache/"))
         for file in ["work/tables/train.csv", "work/tables/validation.csv", "work/tables/test.csv", "work/tables/rejects.csv",
                      "work/splits/train.csv", "work/splits/split-manifest.json", "data/phantoms/Bone age ground truth.xlsx"] {
             #expect(FileManager.default.fileExists(atPath: dir.path + "/" + file), "\(file)")
@@ -36,6 +38,7 @@ import Testing
         let again = try runBonestream(["run"], in: dir.path)
         #expect(again.status == 0)
         #expect(again.stdout.contains("0 written, 16 already there"))
+        #expect(again.stdout.contains("up to date, nothing written"))
         #expect(dir.read("work/splits/split-manifest.json") == manifest)
     }
 
@@ -163,5 +166,49 @@ import Testing
             #expect(FileManager.default.contents(atPath: dir.path + "/clean/" + file)
                     == FileManager.default.contents(atPath: dir.path + "/killed/" + file), "\(file)")
         }
+    }
+
+    /// kill -9 during preprocess, then a rerun: the cache equals an uninterrupted run's, byte for byte.
+    @Test func killedPreprocessResumesToTheSameCache() throws {
+        let dir = try TemporaryDirectory("killprep")
+        try dir.write("phantoms:\n  count: 40\n  min_side: 500\n  max_side: 700\n", to: "pipeline.yaml")
+        for args in [["phantoms", "--quiet"], ["normalize", "--quiet"]] {
+            #expect(try runBonestream(args, in: dir.path).status == 0)
+        }
+        let clean = try runBonestream(["preprocess", "--quiet", "--cache", "clean"], in: dir.path)
+        #expect(clean.status == 0, "\(clean.stderr)")
+        let (process, _, _) = try startBonestream(["preprocess", "--quiet", "--cache", "killed"], in: dir.path)
+        func staged() -> Int {
+            ((try? FileManager.default.subpathsOfDirectory(atPath: dir.path + "/killed")) ?? []).filter { $0.hasSuffix(".u8") }.count
+        }
+        while process.isRunning && staged() < 3 { Thread.sleep(forTimeInterval: 0.005) }
+        kill(process.processIdentifier, SIGKILL)
+        process.waitUntilExit()
+        let killedKey = try #require(try FileManager.default.contentsOfDirectory(atPath: dir.path + "/killed").first)
+        #expect(!FileManager.default.fileExists(atPath: dir.path + "/killed/\(killedKey)/manifest.json"), "the kill should land mid-run")
+        let resumed = try runBonestream(["preprocess", "--quiet", "--cache", "killed"], in: dir.path)
+        #expect(resumed.status == 0)
+        #expect(resumed.stdout.contains("40 of 40 images cached"))
+        let key = try #require(try FileManager.default.contentsOfDirectory(atPath: dir.path + "/clean").first)
+        for name in ["images-1.u8", "index-1.csv"] {
+            let a = FileManager.default.contents(atPath: dir.path + "/clean/\(key)/\(name)")
+            #expect(a != nil && a == FileManager.default.contents(atPath: dir.path + "/killed/\(key)/\(name)"), "\(name)")
+        }
+    }
+
+    @Test func previewWritesEveryStep() throws {
+        let dir = try TemporaryDirectory("preview")
+        try dir.write("phantoms:\n  count: 4\n  min_side: 300\n  max_side: 400\n", to: "pipeline.yaml")
+        #expect(try runBonestream(["phantoms", "--quiet"], in: dir.path).status == 0)
+        let id = try #require(try FileManager.default.contentsOfDirectory(atPath: dir.path + "/data/phantoms/boneage-training-dataset").first)
+            .replacingOccurrences(of: ".png", with: "")
+        let result = try runBonestream(["preview", id, "--out", "pv"], in: dir.path)
+        #expect(result.status == 0, "\(result.stderr)")
+        let files = try FileManager.default.contentsOfDirectory(atPath: dir.path + "/pv").sorted()
+        #expect(files.count == 13)
+        #expect(try PNGCodec.readInfo(path: dir.path + "/pv/04-clahe.png").width == 500)
+        #expect(try PNGCodec.readInfo(path: dir.path + "/pv/10-patch-rotate+30.png").width == 224)
+        let missing = try runBonestream(["preview", "424242"], in: dir.path)
+        #expect(missing.status != 0 && missing.stderr.contains("no image 424242.png"))
     }
 }

@@ -26,6 +26,15 @@ int bs_png_read_info(const char *path, bs_png_info *info, char *err, size_t errl
 int bs_png_encode_gray8(const uint8_t *pixels, uint32_t width, uint32_t height, size_t stride,
                         int level, uint8_t **out, size_t *outlen, char *err, size_t errlen);
 
+/// Decodes `path` to one gray channel. Palette, low-bit gray and tRNS are expanded; alpha is
+/// dropped; RGB is converted by luminance Y = 0.299 R + 0.587 G + 0.114 B (BT.601, as OpenCV's
+/// imread to gray), rounded. 16-bit images stay 16-bit (host order) with `*bit_depth` = 16, else 8.
+/// Images wider or taller than `max_side`, or with more than `max_pixels` pixels, are refused before
+/// any pixel memory is allocated. On success `*out` holds width*height samples of 1 or 2 bytes,
+/// released with `bs_png_free`.
+int bs_png_decode_gray(const char *path, uint32_t max_side, uint64_t max_pixels, void **out,
+                       uint32_t *width, uint32_t *height, int *bit_depth, char *err, size_t errlen);
+
 void bs_png_free(void *p);
 
 #ifdef __cplusplus

@@ -1,0 +1,261 @@
+import ArgumentParser
+import BoneStreamAugment
+import BoneStreamCore
+import BoneStreamImage
+import BoneStreamPhantoms
+import BoneStreamPreprocess
+import Foundation
+
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Measure stage speed; figures, not tests. Each can print OpenCV/Python's figures beside ours.",
+        subcommands: [Preprocess.self, Augment.self])
+
+    struct Shared: ParsableArguments {
+        @Option(help: "Phantom images of realistic size to measure on.")
+        var count = 12
+
+        @Option(help: "Seconds per measurement.")
+        var seconds = 1.0
+
+        @Flag(help: "Print one JSON object with every figure.")
+        var json = false
+
+        @Flag(help: "Also run tools/bench_opencv.py (needs python3 with opencv-python-headless and numpy) and compare.")
+        var compare = false
+
+        @Option(help: "Python interpreter for --compare.")
+        var python = "python3"
+
+        @Option(help: "Folder holding bench_opencv.py.")
+        var tools = "tools"
+    }
+
+    struct Preprocess: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Decode + crop + resize + CLAHE, per step, on 1 and 2 cores.")
+        @OptionGroup var global: GlobalOptions
+        @OptionGroup var shared: Shared
+
+        func run() throws {
+            try reportingErrors {
+                let config = try global.load()
+                let bench = try BenchData(config: config, count: shared.count)
+                let options = PreprocessOptions(config: config)
+                let rounds = max(1, Int((shared.seconds * 8).rounded()) / max(1, shared.count / 4))
+                var times = StepTimes()
+                let start = Date()
+                for _ in 0..<rounds {
+                    for path in bench.paths {
+                        _ = try ImagePipeline.run(path: path, settings: options.settings, limits: options.limits, times: &times)
+                    }
+                }
+                let n = Double(rounds * bench.paths.count)
+                let oneCore = n / Date().timeIntervalSince(start)
+                let work = Array(repeating: bench.paths, count: rounds).flatMap { $0 }
+                let start2 = Date()
+                let settings = options.settings, limits = options.limits
+                _ = try Parallel.map(count: work.count) { try ImagePipeline.run(path: work[$0], settings: settings, limits: limits).width }
+                let twoCores = Double(work.count) / Date().timeIntervalSince(start2)
+
+                var ours: [String: Any] = [
+                    "images": bench.paths.count, "mean_pixels": bench.meanPixels,
+                    "images_per_s_1core": oneCore, "images_per_s_2cores": twoCores,
+                    "ms_per_image": ["decode": 1000 * times.decode / n, "crop": 1000 * times.crop / n,
+                                     "resize": 1000 * times.resize / n, "clahe": 1000 * times.clahe / n],
+                ]
+                var theirs: [String: Any]?
+                if shared.compare { theirs = try bench.runOpenCV("preprocess", shared: shared) }
+                if shared.json {
+                    if let theirs { ours = ["bonestream": ours, "opencv_python": theirs] }
+                    say(String(decoding: try JSONSerialization.data(withJSONObject: ours, options: [.sortedKeys]), as: UTF8.self))
+                    return
+                }
+                say(String(format: "preprocess: %d phantom PNGs, mean %.1f Mpixel, crop 0.05 x4 -> %d px, CLAHE %.1f / %dx%d",
+                           bench.paths.count, bench.meanPixels / 1e6, options.settings.size, options.settings.claheClip,
+                           options.settings.claheTiles, options.settings.claheTiles))
+                var table = Table(columns: ["measure", "BoneStream", "OpenCV/Python", "ratio"])
+                let theirSteps = theirs?["ms_per_image"] as? [String: Double]
+                for step in ["decode", "crop", "resize", "clahe"] {
+                    let mine = (ours["ms_per_image"] as! [String: Double])[step]!
+                    table.add(step + " ms/image (1 core)", mine, theirSteps?[step], lowerIsBetter: true)
+                }
+                table.add("images/s, 1 core", oneCore, theirs?["images_per_s_1core"] as? Double)
+                table.add("images/s, 2 cores", twoCores, theirs?["images_per_s_2cores"] as? Double)
+                say(table.render())
+            }
+        }
+    }
+
+    struct Augment: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Patches/s per augmentation and for the pools, on 1 and 2 cores.")
+        @OptionGroup var global: GlobalOptions
+        @OptionGroup var shared: Shared
+
+        func run() throws {
+            try reportingErrors {
+                let config = try global.load()
+                let bench = try BenchData(config: config, count: shared.count)
+                let options = PreprocessOptions(config: config)
+                let grid = PatchGrid(imageSize: options.settings.size, patchSize: config.int("patches.size"), perSide: config.int("patches.per_side"))
+                var cache = [UInt8]()
+                for path in bench.paths {
+                    cache += try ImagePipeline.run(path: path, settings: options.settings, limits: options.limits).pixels
+                }
+                let images = bench.paths.count
+                let pixelsPerPatch = Double(grid.patchSize * grid.patchSize)
+                let perOp: [(String, AugmentationPool)] = [
+                    ("identity", AugmentationPool(entries: [(.identity, 1)])), ("hflip", AugmentationPool(entries: [(.hflip, 1)])),
+                    ("vflip", AugmentationPool(entries: [(.vflip, 1)])), ("rotate", AugmentationPool(entries: [(.rotate, 1)])),
+                    ("blur", AugmentationPool(entries: [(.blur, 1)])),
+                ]
+                let pools: [(String, AugmentationPool)] = [
+                    ("identity+flip", AugmentationPool(entries: [(.identity, 1), (.flip, 1)])),
+                    ("identity+flip+rotate+blur", AugmentationPool(entries: [(.identity, 1), (.flip, 1), (.rotate, 1), (.blur, 1)])),
+                ]
+                var opRates: [String: Double] = [:]
+                var poolRates: [String: [String: Double]] = [:]
+                cache.withUnsafeBufferPointer { buffer in
+                    let base = buffer.baseAddress!
+                    for (name, pool) in perOp {
+                        opRates[name] = AugmentBench.rate(base: base, images: images, grid: grid, pool: pool, seconds: shared.seconds, threads: 1)
+                    }
+                    for (name, pool) in pools {
+                        poolRates[name] = [
+                            "1core": AugmentBench.rate(base: base, images: images, grid: grid, pool: pool, seconds: shared.seconds, threads: 1),
+                            "2cores": AugmentBench.rate(base: base, images: images, grid: grid, pool: pool, seconds: shared.seconds, threads: 2),
+                        ]
+                    }
+                }
+                var ours: [String: Any] = ["per_op_patches_per_s": opRates, "pools": poolRates,
+                                           "ns_per_pixel": opRates.mapValues { 1e9 / ($0 * pixelsPerPatch) }]
+                var theirs: [String: Any]?
+                if shared.compare { theirs = try bench.runOpenCV("augment", shared: shared) }
+                if shared.json {
+                    if let theirs { ours = ["bonestream": ours, "opencv_python": theirs] }
+                    say(String(decoding: try JSONSerialization.data(withJSONObject: ours, options: [.sortedKeys]), as: UTF8.self))
+                    return
+                }
+                say("augment: \(grid.patchSize)x\(grid.patchSize) patches from \(images) cached \(grid.imageSize)x\(grid.imageSize) images, batches of 40")
+                var table = Table(columns: ["measure", "BoneStream", "OpenCV/Python", "ratio"])
+                let theirOps = theirs?["per_op_patches_per_s"] as? [String: Double]
+                for (name, _) in perOp {
+                    table.add("\(name) patches/s, 1 core", opRates[name]!, theirOps?[name])
+                }
+                for (name, _) in perOp {
+                    table.add("\(name) ns/pixel", 1e9 / (opRates[name]! * pixelsPerPatch),
+                              theirOps?[name].map { 1e9 / ($0 * pixelsPerPatch) }, lowerIsBetter: true)
+                }
+                let theirPools = theirs?["pools"] as? [String: [String: Double]]
+                for (name, _) in pools {
+                    for cores in ["1core", "2cores"] {
+                        table.add("pool \(name) patches/s, \(cores == "1core" ? "1 core" : "2 cores")", poolRates[name]![cores]!, theirPools?[name]?[cores])
+                    }
+                }
+                say(table.render())
+                say("the paper's generator: about 20 patches/s")
+            }
+        }
+    }
+}
+
+/// Phantom PNGs of realistic size, made once per bench run in a temp folder.
+struct BenchData {
+    let directory: String
+    let paths: [String]
+    let meanPixels: Double
+
+    init(config: PipelineConfig, count: Int) throws {
+        directory = NSTemporaryDirectory() + "bonestream-bench-\(getpid())"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let options = PhantomOptions(config: config)
+        let dir = directory
+        let sizes = try Parallel.map(count: count) { i -> Int in
+            let subject = PhantomSubject(id: 10_000 + i, split: "train", male: i % 2 == 0, boneage: Double(12 + (i * 37) % 200))
+            let image = PhantomGenerator.render(subject, options: options)
+            try PNGCodec.write(image, to: dir + "/\(10_000 + i).png", level: options.pngCompression)
+            return image.width * image.height
+        }
+        paths = (0..<count).map { dir + "/\(10_000 + $0).png" }
+        meanPixels = Double(sizes.reduce(0, +)) / Double(max(count, 1))
+    }
+
+    /// Runs tools/bench_opencv.py on the same images and returns its JSON.
+    func runOpenCV(_ what: String, shared: BenchCommand.Shared) throws -> [String: Any] {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = [shared.python, shared.tools + "/bench_opencv.py", what, "--dir", directory, "--json",
+                             "--seconds", String(shared.seconds)]
+        let out = Pipe()
+        process.standardOutput = out
+        try process.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        guard process.terminationStatus == 0, let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else {
+            throw BenchError(message: "\(shared.tools)/bench_opencv.py failed (exit \(process.terminationStatus)); is opencv-python-headless installed?")
+        }
+        return object
+    }
+}
+
+struct BenchError: Error, CustomStringConvertible {
+    let message: String
+    var description: String { message }
+}
+
+/// The augmentation hot loop as a worker runs it: draw (image, patch, augmentation) from the
+/// counter-based generator, write the patch into its batch slot.
+enum AugmentBench {
+    static func rate(base: UnsafePointer<UInt8>, images: Int, grid: PatchGrid, pool: AugmentationPool, seconds: Double, threads: Int) -> Double {
+        let address = UInt(bitPattern: base)  // a plain integer crosses into the worker threads
+        let counts = Parallel.map(count: threads) { thread -> Double in
+            let base = UnsafePointer<UInt8>(bitPattern: address)!
+            let augmenter = PatchAugmenter(grid: grid)
+            let patchBytes = grid.patchSize * grid.patchSize
+            let batch = UnsafeMutablePointer<UInt8>.allocate(capacity: 40 * patchBytes)
+            defer { batch.deallocate() }
+            let imageBytes = grid.imageSize * grid.imageSize
+            var sample: UInt64 = 0
+            let start = ContinuousClock.now
+            let deadline = start + .milliseconds(Int(seconds * 1000))
+            while ContinuousClock.now < deadline {
+                for slot in 0..<40 {
+                    var random = CounterRandom(seed: 7, UInt64(thread), sample)
+                    sample += 1
+                    let image = Int(random.next() % UInt64(images)), patch = Int(random.next() % UInt64(grid.count))
+                    augmenter.apply(pool.draw(&random), image: base + image * imageBytes, patch: patch, to: batch + slot * patchBytes)
+                }
+            }
+            let elapsed = ContinuousClock.now - start
+            return Double(sample) / (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18)
+        }
+        return counts.reduce(0, +)
+    }
+}
+
+/// A plain-text table of measured figures, ours beside the reference, with the ratio (>1 means we are faster).
+struct Table {
+    let columns: [String]
+    var rows: [[String]] = []
+
+    init(columns: [String]) { self.columns = columns }
+
+    mutating func add(_ name: String, _ ours: Double, _ theirs: Double?, lowerIsBetter: Bool = false) {
+        let ratio = theirs.map { lowerIsBetter ? $0 / ours : ours / $0 }
+        rows.append([name, Table.format(ours), theirs.map(Table.format) ?? "-", ratio.map { String(format: "%.2fx", $0) } ?? "-"])
+    }
+
+    static func format(_ value: Double) -> String {
+        value >= 100 ? String(format: "%.0f", value) : value >= 1 ? String(format: "%.2f", value) : String(format: "%.4f", value)
+    }
+
+    func render() -> String {
+        let widths = columns.indices.map { c in max(columns[c].count, rows.map { $0[c].count }.max() ?? 0) }
+        func line(_ cells: [String]) -> String {
+            "| " + cells.enumerated().map { c, cell in c == 0 ? cell.padding(toLength: widths[c], withPad: " ", startingAt: 0)
+                : String(repeating: " ", count: widths[c] - cell.count) + cell }.joined(separator: " | ") + " |"
+        }
+        return ([line(columns), "|" + widths.map { String(repeating: "-", count: $0 + 2) }.joined(separator: "|") + "|"] + rows.map(line))
+            .joined(separator: "\n")
+    }
+}
