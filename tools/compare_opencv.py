@@ -4,7 +4,8 @@
 Role: a correctness side check (docs/performance.md). For each image it runs `bonestream preview`
 (which writes every step as PNG) and redoes each step with OpenCV on the same input:
   crop (numpy slicing, as the authors), resize (cv2.resize INTER_LINEAR, or INTER_AREA with --area),
-  CLAHE (cv2.createCLAHE(2.0, (8, 8)) on our resized image), and on the centre patch: flips
+  CLAHE (cv2.createCLAHE(2.0, (8, 8)) on our resized image; also against the authors' route, CLAHE on
+  the L channel of LAB of the gray image made colour), and on the centre patch: flips
   (cv2.flip), rotation by +-30 degrees (cv2.warpAffine, BORDER_CONSTANT 0, centre (size-1)/2) and
   Gaussian blur with sigma 0.2 and 1.0 (cv2.GaussianBlur, ksize 2*ceil(2*sigma)+1).
 It prints the largest and mean absolute difference per step, in gray levels.
@@ -71,7 +72,13 @@ def main():
             record("resize " + ("area" if args.area else "bilinear"), load(f"{out}/03-resize.png"),
                    cv2.resize(cropped, (500, 500), interpolation=interpolation))
             ours_resized = load(f"{out}/03-resize.png")
-            record("clahe", load(f"{out}/04-clahe.png"), cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8)).apply(ours_resized))
+            clahe_op = cv2.createCLAHE(clipLimit=2.0, tileGridSize=(8, 8))
+            record("clahe", load(f"{out}/04-clahe.png"), clahe_op.apply(ours_resized))
+            # The authors' route: gray -> BGR -> LAB, CLAHE on L, back to BGR, then gray for the model.
+            lab = cv2.cvtColor(cv2.cvtColor(ours_resized, cv2.COLOR_GRAY2BGR), cv2.COLOR_BGR2LAB)
+            lab[..., 0] = clahe_op.apply(lab[..., 0])
+            authors = cv2.cvtColor(cv2.cvtColor(lab, cv2.COLOR_LAB2BGR), cv2.COLOR_BGR2GRAY)
+            record("clahe vs LAB route", load(f"{out}/04-clahe.png"), authors)
             patch = load(f"{out}/07-patch-identity.png")
             clahe = load(f"{out}/04-clahe.png")
             record("patch (centre)", patch, clahe[138:362, 138:362])
@@ -93,10 +100,10 @@ def main():
         print(json.dumps({"images": len(ids), "opencv": cv2.__version__, "steps": rows}))
         return
     print(f"BoneStream vs OpenCV {cv2.__version__} on {len(ids)} phantom images (gray levels)")
-    print(f"| {'step':<16} | max abs diff | mean abs diff | pixels off by >1 |")
-    print(f"|{'-' * 18}|--------------|---------------|------------------|")
+    print(f"| {'step':<20} | max abs diff | mean abs diff | pixels off by >1 |")
+    print(f"|{'-' * 22}|--------------|---------------|------------------|")
     for row in rows:
-        print(f"| {row['step']:<16} | {row['max_abs_diff']:>12} | {row['mean_abs_diff']:>13.4f} | {100 * row['share_over_1']:>15.3f}% |")
+        print(f"| {row['step']:<20} | {row['max_abs_diff']:>12} | {row['mean_abs_diff']:>13.4f} | {100 * row['share_over_1']:>15.3f}% |")
 
 
 if __name__ == "__main__":

@@ -12,6 +12,9 @@ public struct CropFractions: Sendable, Equatable, Codable {
         self.right = right
     }
 
+    /// No crop.
+    public static let none = CropFractions(top: 0, bottom: 0, left: 0, right: 0)
+
     /// The kept rectangle of a `width` x `height` image, as the authors' numpy slicing
     /// `img[int(h*top):int(h*(1-bottom)), int(w*left):int(w*(1-right))]` gives it.
     public func rectangle(width: Int, height: Int) -> (x0: Int, y0: Int, x1: Int, y1: Int) {
@@ -22,6 +25,12 @@ public struct CropFractions: Sendable, Equatable, Codable {
 }
 
 extension DecodedGray {
+    /// Brings an already cropped image to 8 bits (a 16-bit one by its own range, as `cropped`).
+    public func eightBit() -> GrayImage {
+        if case .gray8(let image) = self { return image }
+        return cropped(.none)
+    }
+
     /// Crops, then brings a 16-bit image to 8 bits by stretching the cropped region's own range
     /// [min, max] onto [0, 255]: many 16-bit radiographs use 10 or 12 bits, and the borders and
     /// labels the crop removed must not set the window.

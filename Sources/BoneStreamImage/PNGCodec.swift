@@ -54,12 +54,30 @@ public enum PNGCodec {
     /// Decodes any PNG (8/16-bit gray, gray+alpha, palette, RGB, RGBA) to one gray channel.
     /// RGB becomes luminance (BT.601); alpha is dropped. Errors name the file.
     public static func decode(path: String, limits: DecodeLimits = DecodeLimits()) throws -> DecodedGray {
+        try decode(path: path, limits: limits, crop: nil)
+    }
+
+    /// Decodes only the rectangle `crop` keeps (`CropFractions.rectangle`), never inflating the rows
+    /// below it: what preprocessing needs, at less cost than decoding everything and cropping.
+    public static func decode(path: String, limits: DecodeLimits = DecodeLimits(), cropping crop: CropFractions) throws -> DecodedGray {
+        try decode(path: path, limits: limits, crop: [crop.top, crop.bottom, crop.left, crop.right])
+    }
+
+    private static func decode(path: String, limits: DecodeLimits, crop: [Double]?) throws -> DecodedGray {
         var raw: UnsafeMutableRawPointer?
-        var width: UInt32 = 0, height: UInt32 = 0
+        var width: UInt32 = 0, height: UInt32 = 0, fullWidth: UInt32 = 0, fullHeight: UInt32 = 0
         var depth: Int32 = 0
         var err = [CChar](repeating: 0, count: 256)
-        let status = bs_png_decode_gray(path, UInt32(clamping: limits.maxSide), UInt64(limits.maxPixels), &raw,
-                                        &width, &height, &depth, &err, err.count)
+        let status: Int32
+        if let crop {
+            status = crop.withUnsafeBufferPointer { fractions in
+                bs_png_decode_gray(path, UInt32(clamping: limits.maxSide), UInt64(limits.maxPixels), fractions.baseAddress, &raw,
+                                   &width, &height, &fullWidth, &fullHeight, &depth, &err, err.count)
+            }
+        } else {
+            status = bs_png_decode_gray(path, UInt32(clamping: limits.maxSide), UInt64(limits.maxPixels), nil, &raw,
+                                        &width, &height, &fullWidth, &fullHeight, &depth, &err, err.count)
+        }
         guard status == 0, let raw else { throw ImageError(path: path, reason: cString(err)) }
         defer { bs_png_free(raw) }
         let count = Int(width) * Int(height)

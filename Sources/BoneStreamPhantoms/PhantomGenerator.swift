@@ -15,7 +15,7 @@ public struct PhantomOptions: Sendable, Codable, Equatable {
     public var noise: Double
     public var pngCompression: Int
     /// Bumped whenever the phantom model changes what it draws.
-    public var modelVersion = 1
+    public var modelVersion = 2
 
     public init(config: PipelineConfig) {
         count = config.int("phantoms.count")

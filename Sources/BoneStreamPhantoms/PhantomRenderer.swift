@@ -133,14 +133,15 @@ enum PhantomRenderer {
 
     /// A side marker ("L") and one or two text labels in the corners, burnt into the image.
     private static func addLabels(_ pixels: inout [UInt8], width w: Int, height h: Int, random: inout CounterRandom) {
-        let scale = max(2, Int(Double(min(w, h)) * random.uniform(0.006, 0.012)))
+        // Sized and placed so that the default 5% crop removes most of them, as on real plates.
+        let scale = max(2, Int(Double(min(w, h)) * random.uniform(0.003, 0.0055)))
         let value = UInt8(random.uniform(215, 255))
-        let margin = Int(Double(min(w, h)) * 0.02)
+        let margin = Int(Double(min(w, h)) * random.uniform(0.004, 0.012))
         // Side marker in a box, top left or top right.
         let markerRight = random.unit() < 0.5
         let boxSize = 9 * scale
-        let bx = markerRight ? w - margin - boxSize - 2 * scale : margin + 2 * scale
-        let by = margin + 2 * scale
+        let bx = markerRight ? w - margin - boxSize : margin
+        let by = margin
         for i in 0..<boxSize {
             for t in 0..<max(1, scale / 2) {
                 for (x, y) in [(bx + i, by + t), (bx + i, by + boxSize - 1 - t), (bx + t, by + i), (bx + boxSize - 1 - t, by + i)]
@@ -158,8 +159,8 @@ enum PhantomRenderer {
             let textScale = max(2, scale * 2 / 3)
             let tw = BitmapFont.width(of: text, scale: textScale)
             let bottom = label == 0 ? random.unit() < 0.7 : true
-            let x = (markerRight ? margin + 2 * scale : w - margin - tw - 2 * scale)
-            let y = bottom ? h - margin - (label + 1) * 10 * textScale : by + boxSize + 2 * scale + label * 10 * textScale
+            let x = (markerRight ? margin : w - margin - tw)
+            let y = bottom ? h - margin - 7 * textScale - label * 9 * textScale : by + label * 9 * textScale
             BitmapFont.draw(text, x: max(0, x), y: max(0, y), scale: textScale, value: value, into: &pixels, width: w, height: h)
         }
     }

@@ -73,9 +73,11 @@ public enum ImagePipeline {
             let d = now - clock
             return Double(d.components.seconds) + Double(d.components.attoseconds) * 1e-18
         }
-        let decoded = try PNGCodec.decode(path: path, limits: limits)
+        // The crop happens inside the decoder (rows below it are never inflated); "crop" times the
+        // 16-to-8-bit step that must follow it.
+        let decoded = try PNGCodec.decode(path: path, limits: limits, cropping: settings.crop)
         times.decode += lap()
-        let cropped = decoded.cropped(settings.crop)
+        let cropped = decoded.eightBit()
         times.crop += lap()
         let resized = Resize.resize(cropped, width: settings.size, height: settings.size, method: settings.resize)
         times.resize += lap()

@@ -30,6 +30,14 @@ struct BenchCommand: ParsableCommand {
 
         @Option(help: "Folder holding bench_opencv.py.")
         var tools = "tools"
+
+        /// With --json, prints our figures (and the reference's, if measured) as one object; true if it did.
+        func printJSON(_ ours: [String: Any], _ theirs: [String: Any]?) throws -> Bool {
+            guard json else { return false }
+            let object: [String: Any] = theirs.map { ["bonestream": ours, "opencv_python": $0] } ?? ours
+            say(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
+            return true
+        }
     }
 
     struct Preprocess: ParsableCommand {
@@ -58,19 +66,14 @@ struct BenchCommand: ParsableCommand {
                 _ = try Parallel.map(count: work.count) { try ImagePipeline.run(path: work[$0], settings: settings, limits: limits).width }
                 let twoCores = Double(work.count) / Date().timeIntervalSince(start2)
 
-                var ours: [String: Any] = [
+                let ours: [String: Any] = [
                     "images": bench.paths.count, "mean_pixels": bench.meanPixels,
                     "images_per_s_1core": oneCore, "images_per_s_2cores": twoCores,
                     "ms_per_image": ["decode": 1000 * times.decode / n, "crop": 1000 * times.crop / n,
                                      "resize": 1000 * times.resize / n, "clahe": 1000 * times.clahe / n],
                 ]
-                var theirs: [String: Any]?
-                if shared.compare { theirs = try bench.runOpenCV("preprocess", shared: shared) }
-                if shared.json {
-                    if let theirs { ours = ["bonestream": ours, "opencv_python": theirs] }
-                    say(String(decoding: try JSONSerialization.data(withJSONObject: ours, options: [.sortedKeys]), as: UTF8.self))
-                    return
-                }
+                let theirs = shared.compare ? try bench.runOpenCV("preprocess", shared: shared) : nil
+                if try shared.printJSON(ours, theirs) { return }
                 say(String(format: "preprocess: %d phantom PNGs, mean %.1f Mpixel, crop 0.05 x4 -> %d px, CLAHE %.1f / %dx%d",
                            bench.paths.count, bench.meanPixels / 1e6, options.settings.size, options.settings.claheClip,
                            options.settings.claheTiles, options.settings.claheTiles))
@@ -127,15 +130,10 @@ struct BenchCommand: ParsableCommand {
                         ]
                     }
                 }
-                var ours: [String: Any] = ["per_op_patches_per_s": opRates, "pools": poolRates,
+                let ours: [String: Any] = ["per_op_patches_per_s": opRates, "pools": poolRates,
                                            "ns_per_pixel": opRates.mapValues { 1e9 / ($0 * pixelsPerPatch) }]
-                var theirs: [String: Any]?
-                if shared.compare { theirs = try bench.runOpenCV("augment", shared: shared) }
-                if shared.json {
-                    if let theirs { ours = ["bonestream": ours, "opencv_python": theirs] }
-                    say(String(decoding: try JSONSerialization.data(withJSONObject: ours, options: [.sortedKeys]), as: UTF8.self))
-                    return
-                }
+                let theirs = shared.compare ? try bench.runOpenCV("augment", shared: shared) : nil
+                if try shared.printJSON(ours, theirs) { return }
                 say("augment: \(grid.patchSize)x\(grid.patchSize) patches from \(images) cached \(grid.imageSize)x\(grid.imageSize) images, batches of 40")
                 var table = Table(columns: ["measure", "BoneStream", "OpenCV/Python", "ratio"])
                 let theirOps = theirs?["per_op_patches_per_s"] as? [String: Double]

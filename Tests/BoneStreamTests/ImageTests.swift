@@ -58,6 +58,22 @@ import Testing
         }
     }
 
+    @Test(arguments: ["gray8.png", "gray16.png", "rgb.png", "rgba.png", "palette.png", "rgb_interlaced.png", "gray_alpha.png"])
+    func decodingOnlyTheCropEqualsCroppingTheWholeImage(name: String) throws {
+        for crop in [CropFractions(top: 0.34, bottom: 0.2, left: 0.25, right: 0.25), CropFractions(top: 0, bottom: 0.34, left: 0.5, right: 0),
+                     CropFractions.none] {
+            let whole = try PNGCodec.decode(path: fixture(name)).cropped(crop)
+            let direct = try PNGCodec.decode(path: fixture(name), cropping: crop).eightBit()
+            #expect(direct == whole, "\(name) \(crop)")
+        }
+        // A realistic image too.
+        let dir = try TemporaryDirectory()
+        let image = testImage(width: 301, height: 257)
+        try PNGCodec.write(image, to: dir.path + "/t.png")
+        let crop = CropFractions(top: 0.1, bottom: 0.05, left: 0.1, right: 0.1)
+        #expect(try PNGCodec.decode(path: dir.path + "/t.png", cropping: crop).eightBit() == DecodedGray.gray8(image).cropped(crop))
+    }
+
     @Test func pixelLimitRefusesBeforeDecoding() throws {
         do {
             _ = try PNGCodec.decode(path: fixture("gray8.png"), limits: DecodeLimits(maxSide: 100, maxPixels: 11))

@@ -30,10 +30,12 @@ int bs_png_encode_gray8(const uint8_t *pixels, uint32_t width, uint32_t height, 
 /// dropped; RGB is converted by luminance Y = 0.299 R + 0.587 G + 0.114 B (BT.601, as OpenCV's
 /// imread to gray), rounded. 16-bit images stay 16-bit (host order) with `*bit_depth` = 16, else 8.
 /// Images wider or taller than `max_side`, or with more than `max_pixels` pixels, are refused before
-/// any pixel memory is allocated. On success `*out` holds width*height samples of 1 or 2 bytes,
-/// released with `bs_png_free`.
-int bs_png_decode_gray(const char *path, uint32_t max_side, uint64_t max_pixels, void **out,
-                       uint32_t *width, uint32_t *height, int *bit_depth, char *err, size_t errlen);
+/// any pixel memory is allocated. With `crop` (top, bottom, left, right fractions) only the kept
+/// rectangle is stored, and rows below it are not decoded at all. On success `*out` holds
+/// width*height samples of 1 or 2 bytes, released with `bs_png_free`; `full_*` give the file's size.
+int bs_png_decode_gray(const char *path, uint32_t max_side, uint64_t max_pixels, const double *crop, void **out,
+                       uint32_t *width, uint32_t *height, uint32_t *full_width, uint32_t *full_height, int *bit_depth,
+                       char *err, size_t errlen);
 
 void bs_png_free(void *p);
 
