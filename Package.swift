@@ -50,6 +50,8 @@ let package = Package(
         .target(name: "BoneStreamPreprocess", dependencies: ["BoneStreamCore", "BoneStreamImage", "BoneStreamDataset"],
                 swiftSettings: kernelSettings),
         .target(name: "BoneStreamAugment", dependencies: ["BoneStreamCore"], swiftSettings: kernelSettings),
+        // Batches, epoch plans and the wire format: everything a producer and a consumer share, no transport.
+        .target(name: "BoneStreamBatch", dependencies: ["BoneStreamCore", "BoneStreamAugment", "BoneStreamPreprocess", "BoneStreamDataset"]),
 
         // The one thin executable.
         .executableTarget(name: "bonestream", dependencies: [
@@ -61,7 +63,7 @@ let package = Package(
 
         .testTarget(name: "BoneStreamTests", dependencies: [
             "BoneStreamCore", "BoneStreamImage", "BoneStreamPhantoms", "BoneStreamDataset", "BoneStreamSplit",
-            "BoneStreamPreprocess", "BoneStreamAugment", "bonestream", "ZIPFoundation",
+            "BoneStreamPreprocess", "BoneStreamAugment", "BoneStreamBatch", "bonestream", "ZIPFoundation",
         ]),
     ],
     swiftLanguageModes: [.v6]

@@ -107,7 +107,16 @@ public enum PipelineSchema {
                 ConfigKey("augment.blur_sigma_min", .double(0.05...10), .double(0.2), "Smallest Gaussian blur sigma."),
                 ConfigKey("augment.blur_sigma_max", .double(0.05...10), .double(1.0), "Largest Gaussian blur sigma."),
                 ConfigKey("augment.seed", .int(0...Int.max), .int(1234),
-                          "Seed of every augmentation draw: a (seed, epoch, sample) key gives the same patch bytes anywhere."),
+                          "Seed of every sample draw (image, patch, augmentation): a (seed, epoch, sample) key gives the same patch bytes anywhere."),
+            ]),
+        ConfigSection(name: "stream", doc: """
+            How epochs are planned and cut into batches.
+            """, keys: [
+                ConfigKey("stream.samples_per_epoch", .int(1...100_000_000), .int(16_000),
+                          "Training samples per epoch when sampling with replacement (the paper: 16,000)."),
+                ConfigKey("stream.batch_size", .int(1...65_536), .int(40), "Patches per batch (the paper: 40)."),
+                ConfigKey("stream.sampling", .choice(["with_replacement", "permutation"]), .string("with_replacement"),
+                          "with_replacement draws image, patch and augmentation at random for every sample, as the authors did; permutation visits every (image, patch) pair once per epoch in a seeded order."),
             ]),
     ]
 

@@ -1,0 +1,40 @@
+import Foundation
+
+/// A batch held in memory: header, pixels (count x height x width) and labels.
+public struct Batch: Sendable, Equatable {
+    public var header: BatchHeader
+    public var pixels: [UInt8]
+    public var labels: [SampleLabel]
+
+    public init(header: BatchHeader, pixels: [UInt8], labels: [SampleLabel]) {
+        precondition(pixels.count == header.pixelBytes && labels.count == Int(header.count), "batch parts disagree with the header")
+        self.header = header
+        self.pixels = pixels
+        self.labels = labels
+    }
+
+    /// The three wire frames.
+    public func frames() -> [Data] {
+        var labelBytes = Data(count: labels.count * SampleLabel.size)
+        labelBytes.withUnsafeMutableBytes { raw in
+            for (i, label) in labels.enumerated() { label.encode(into: raw.baseAddress! + i * SampleLabel.size) }
+        }
+        return [Data(header.encoded()), Data(pixels), labelBytes]
+    }
+
+    /// Parses and checks the three frames of a message.
+    public init(frames: [Data]) throws {
+        guard frames.count == 3 else { throw WireError.malformed("\(frames.count) frames, expected 3 (header, pixels, labels)") }
+        let header = try frames[0].withUnsafeBytes { try BatchHeader(decoding: $0) }
+        guard frames[1].count == header.pixelBytes else {
+            throw WireError.malformed("pixel frame is \(frames[1].count) bytes, the header announces \(header.pixelBytes)")
+        }
+        guard frames[2].count == Int(header.count) * SampleLabel.size else {
+            throw WireError.malformed("label frame is \(frames[2].count) bytes, expected \(Int(header.count) * SampleLabel.size)")
+        }
+        let labels = try frames[2].withUnsafeBytes { raw in
+            try (0..<Int(header.count)).map { try SampleLabel(decoding: raw.baseAddress! + $0 * SampleLabel.size) }
+        }
+        self.init(header: header, pixels: [UInt8](frames[1]), labels: labels)
+    }
+}
