@@ -52,6 +52,8 @@ let package = Package(
         .target(name: "BoneStreamAugment", dependencies: ["BoneStreamCore"], swiftSettings: kernelSettings),
         // Batches, epoch plans and the wire format: everything a producer and a consumer share, no transport.
         .target(name: "BoneStreamBatch", dependencies: ["BoneStreamCore", "BoneStreamAugment", "BoneStreamPreprocess", "BoneStreamDataset"]),
+        // ZeroMQ sockets: the only module that knows about the transport.
+        .target(name: "BoneStreamTransport", dependencies: ["CZMQ"]),
 
         // The one thin executable.
         .executableTarget(name: "bonestream", dependencies: [
@@ -63,7 +65,7 @@ let package = Package(
 
         .testTarget(name: "BoneStreamTests", dependencies: [
             "BoneStreamCore", "BoneStreamImage", "BoneStreamPhantoms", "BoneStreamDataset", "BoneStreamSplit",
-            "BoneStreamPreprocess", "BoneStreamAugment", "BoneStreamBatch", "bonestream", "ZIPFoundation",
+            "BoneStreamPreprocess", "BoneStreamAugment", "BoneStreamBatch", "BoneStreamTransport", "bonestream", "ZIPFoundation",
         ]),
     ],
     swiftLanguageModes: [.v6]

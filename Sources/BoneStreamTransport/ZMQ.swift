@@ -1,0 +1,174 @@
+import CZMQ
+import Foundation
+
+/// A failed ZeroMQ call: which call, on which endpoint, and libzmq's own words.
+public struct ZMQError: Error, CustomStringConvertible, Sendable {
+    public let call: String
+    public let detail: String
+    public let code: Int32
+
+    init(_ call: String, _ detail: String = "") {
+        self.call = call
+        self.detail = detail
+        code = zmq_errno()
+    }
+
+    public var description: String {
+        let reason = String(cString: zmq_strerror(code))
+        return detail.isEmpty ? "\(call) failed: \(reason)" : "\(call) \(detail) failed: \(reason)"
+    }
+}
+
+/// A ZeroMQ context: one per process, shared by its sockets.
+public final class ZMQContext: @unchecked Sendable {
+    let raw: UnsafeMutableRawPointer
+
+    public init() {
+        guard let context = zmq_ctx_new() else { preconditionFailure("zmq_ctx_new failed: out of memory") }
+        raw = context
+    }
+
+    deinit { zmq_ctx_term(raw) }
+}
+
+/// One ZeroMQ socket. Not thread-safe: use it from one thread at a time, as libzmq requires.
+public final class ZMQSocket {
+    public enum Kind: Int32, Sendable {
+        case pair = 0, pub = 1, sub = 2, req = 3, rep = 4, dealer = 5, router = 6, pull = 7, push = 8
+    }
+
+    public let kind: Kind
+    private let context: ZMQContext  // keeps the context alive as long as the socket
+    let raw: UnsafeMutableRawPointer
+
+    public init(_ context: ZMQContext, _ kind: Kind) throws {
+        guard let socket = zmq_socket(context.raw, kind.rawValue) else { throw ZMQError("zmq_socket") }
+        self.context = context
+        self.kind = kind
+        raw = socket
+        // Closing must never hang on unsent messages; delivery guarantees live in our protocol.
+        try setOption(ZMQ_LINGER, 0)
+    }
+
+    deinit { zmq_close(raw) }
+
+    public func setOption(_ option: Int32, _ value: Int32) throws {
+        var v = value
+        guard zmq_setsockopt(raw, option, &v, MemoryLayout<Int32>.size) == 0 else { throw ZMQError("zmq_setsockopt", "option \(option)") }
+    }
+
+    /// Sets the routing id peers see (DEALER, REQ).
+    public func setRoutingID(_ id: String) throws {
+        let bytes = Array(id.utf8)
+        guard zmq_setsockopt(raw, ZMQ_ROUTING_ID, bytes, bytes.count) == 0 else { throw ZMQError("zmq_setsockopt", "routing id") }
+    }
+
+    public func bind(_ endpoint: String) throws {
+        guard zmq_bind(raw, endpoint) == 0 else { throw ZMQError("zmq_bind", endpoint) }
+    }
+
+    public func connect(_ endpoint: String) throws {
+        guard zmq_connect(raw, endpoint) == 0 else { throw ZMQError("zmq_connect", endpoint) }
+    }
+
+    /// Sends `frames` as one multipart message, copying each into a `MessageBuffer` first.
+    @discardableResult
+    public func send(_ frames: [Data], dontWait: Bool = false) throws -> Bool {
+        try send(buffers: frames.map(MessageBuffer.init(copying:)), dontWait: dontWait)
+    }
+
+    /// Sends `buffers` as one multipart message without copying: libzmq's I/O thread reads each
+    /// buffer in place and releases it when sent. Returns false when `dontWait` and the peer's queue
+    /// is full (nothing was sent).
+    @discardableResult
+    public func send(buffers: [MessageBuffer], dontWait: Bool = false) throws -> Bool {
+        let release: @convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Void = { _, hint in
+            if let hint { Unmanaged<MessageBuffer>.fromOpaque(hint).release() }
+        }
+        for (i, buffer) in buffers.enumerated() {
+            var message = zmq_msg_t()
+            let owner = Unmanaged.passRetained(buffer)
+            guard zmq_msg_init_data(&message, buffer.base, buffer.count, release, owner.toOpaque()) == 0 else {
+                owner.release()
+                throw ZMQError("zmq_msg_init_data")
+            }
+            var flags: Int32 = i < buffers.count - 1 ? ZMQ_SNDMORE : 0
+            if dontWait { flags |= ZMQ_DONTWAIT }
+            if zmq_msg_send(&message, raw, flags) < 0 {
+                let error = ZMQError("zmq_msg_send")
+                zmq_msg_close(&message)  // releases the buffer
+                if error.code == EAGAIN && i == 0 { return false }
+                throw error
+            }
+        }
+        return true
+    }
+
+    /// Waits up to `timeoutMs` (-1: forever) for a message and returns its frames, or nil on timeout.
+    /// Frames alias libzmq's buffers (no copy) and free them when the `Data` goes.
+    public func receive(timeoutMs: Int = -1) throws -> [Data]? {
+        guard try poll(timeoutMs: timeoutMs) else { return nil }
+        var frames: [Data] = []
+        repeat {
+            let message = UnsafeMutablePointer<zmq_msg_t>.allocate(capacity: 1)
+            zmq_msg_init(message)
+            if zmq_msg_recv(message, raw, 0) < 0 {
+                let error = ZMQError("zmq_msg_recv")
+                zmq_msg_close(message)
+                message.deallocate()
+                throw error
+            }
+            let size = zmq_msg_size(message)
+            if size == 0 {
+                frames.append(Data())
+                zmq_msg_close(message)
+                message.deallocate()
+            } else {
+                frames.append(Data(bytesNoCopy: zmq_msg_data(message), count: size, deallocator: .custom { _, _ in
+                    zmq_msg_close(message)
+                    message.deallocate()
+                }))
+            }
+        } while hasMore
+        return frames
+    }
+
+    private var hasMore: Bool {
+        var more: Int32 = 0
+        var size = MemoryLayout<Int32>.size
+        zmq_getsockopt(raw, ZMQ_RCVMORE, &more, &size)
+        return more != 0
+    }
+
+    /// True when a message can be received within `timeoutMs`.
+    public func poll(timeoutMs: Int) throws -> Bool {
+        var item = zmq_pollitem_t(socket: raw, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0)
+        while true {
+            let n = zmq_poll(&item, 1, timeoutMs)
+            if n < 0 {
+                if zmq_errno() == EINTR { continue }
+                throw ZMQError("zmq_poll")
+            }
+            return n > 0
+        }
+    }
+}
+
+/// Bytes at a stable address for a zero-copy send: fill `base`, then hand the buffer to
+/// `ZMQSocket.send(buffers:)`; it is freed when both Swift and libzmq are done with it.
+public final class MessageBuffer: @unchecked Sendable {
+    public let base: UnsafeMutableRawPointer
+    public let count: Int
+
+    public init(count: Int) {
+        self.count = count
+        base = .allocate(byteCount: max(count, 1), alignment: 64)
+    }
+
+    public convenience init(copying data: Data) {
+        self.init(count: data.count)
+        if !data.isEmpty { data.copyBytes(to: base.assumingMemoryBound(to: UInt8.self), count: data.count) }
+    }
+
+    deinit { base.deallocate() }
+}
