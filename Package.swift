@@ -54,18 +54,22 @@ let package = Package(
         .target(name: "BoneStreamBatch", dependencies: ["BoneStreamCore", "BoneStreamAugment", "BoneStreamPreprocess", "BoneStreamDataset"]),
         // ZeroMQ sockets: the only module that knows about the transport.
         .target(name: "BoneStreamTransport", dependencies: ["CZMQ"]),
+        // The streaming daemons: coordinator, worker, sink.
+        .target(name: "BoneStreamStream", dependencies: ["BoneStreamCore", "BoneStreamBatch", "BoneStreamTransport",
+                                                         "BoneStreamPreprocess", "BoneStreamDataset",
+                                                         .product(name: "Logging", package: "swift-log")]),
 
         // The one thin executable.
         .executableTarget(name: "bonestream", dependencies: [
             "BoneStreamCore", "BoneStreamImage", "BoneStreamPhantoms", "BoneStreamDataset", "BoneStreamSplit",
-            "BoneStreamPreprocess", "BoneStreamAugment",
+            "BoneStreamPreprocess", "BoneStreamAugment", "BoneStreamBatch", "BoneStreamTransport", "BoneStreamStream",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: cpuDefine),
 
         .testTarget(name: "BoneStreamTests", dependencies: [
             "BoneStreamCore", "BoneStreamImage", "BoneStreamPhantoms", "BoneStreamDataset", "BoneStreamSplit",
-            "BoneStreamPreprocess", "BoneStreamAugment", "BoneStreamBatch", "BoneStreamTransport", "bonestream", "ZIPFoundation",
+            "BoneStreamPreprocess", "BoneStreamAugment", "BoneStreamBatch", "BoneStreamTransport", "BoneStreamStream", "bonestream", "ZIPFoundation",
         ]),
     ],
     swiftLanguageModes: [.v6]

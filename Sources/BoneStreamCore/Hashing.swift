@@ -12,6 +12,11 @@ public enum Hashing {
         digest.map { String(format: "%02x", $0) }.joined()
     }
 
+    /// The 32 digest bytes of SHA-256 of UTF-8 `text`.
+    public static func sha256Bytes(_ text: String) -> [UInt8] {
+        Array(SHA256.hash(data: Data(text.utf8)))
+    }
+
     /// Lower-case hex SHA-256 of UTF-8 `text`.
     public static func sha256(_ text: String) -> String {
         sha256(Data(text.utf8))
@@ -28,5 +33,16 @@ public enum Hashing {
             hasher.update(data: chunk)
         }
         return hex(hasher.finalize())
+    }
+
+    /// SHA-256 fed piece by piece.
+    public struct Incremental {
+        private var hasher = SHA256()
+
+        public init() {}
+
+        public mutating func update(_ data: Data) { hasher.update(data: data) }
+
+        public func finalize() -> Data { Data(hasher.finalize()) }
     }
 }

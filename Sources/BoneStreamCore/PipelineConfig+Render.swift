@@ -123,11 +123,12 @@ extension PipelineConfig {
 
     /// SHA-256 of the canonical text of the given sections: equal configs give equal hashes.
     public func hash(sections names: [String]) -> String {
-        var text = ""
-        for key in PipelineSchema.allKeys where names.contains(where: { key.path.hasPrefix($0 + ".") }) {
-            text += "\(key.path)=\(values[key.path]!)\n"
-        }
-        return Hashing.sha256(text)
+        hash(keys: PipelineSchema.allKeys.map(\.path).filter { path in names.contains { path.hasPrefix($0 + ".") } })
+    }
+
+    /// SHA-256 of the canonical text of the given keys.
+    public func hash(keys: [String]) -> String {
+        Hashing.sha256(keys.map { "\($0)=\(values[$0]!)\n" }.joined())
     }
 
     private func wrap(_ text: String, prefix: String, width: Int = 100) -> String {

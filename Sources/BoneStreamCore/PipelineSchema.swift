@@ -117,6 +117,14 @@ public enum PipelineSchema {
                 ConfigKey("stream.batch_size", .int(1...65_536), .int(40), "Patches per batch (the paper: 40)."),
                 ConfigKey("stream.sampling", .choice(["with_replacement", "permutation"]), .string("with_replacement"),
                           "with_replacement draws image, patch and augmentation at random for every sample, as the authors did; permutation visits every (image, patch) pair once per epoch in a seeded order."),
+                ConfigKey("stream.epochs", .int(1...100_000), .int(1), "Epochs the coordinator plans before it ends the stream."),
+                ConfigKey("stream.validation", .bool, .bool(true), "Send a validation pass (every patch of every validation image, unaugmented) after each training epoch."),
+                ConfigKey("stream.workers", .int(0...256), .int(2), "Local worker processes `bonestream produce` starts; 0 means workers come from elsewhere."),
+                ConfigKey("stream.control", .string, .string("ipc://work/stream-control"),
+                          "The coordinator's control endpoint (it binds; workers, consumers and status/scale/stop connect). tcp://HOST:PORT across hosts."),
+                ConfigKey("stream.data", .string, .string("ipc://work/stream-data"),
+                          "The consumer's data endpoint (the consumer binds; workers connect)."),
+                ConfigKey("stream.credit", .int(1...4096), .int(16), "Batches a consumer lets be in flight towards it: the bound on every queue."),
             ]),
     ]
 

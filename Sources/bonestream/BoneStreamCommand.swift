@@ -23,7 +23,8 @@ struct BoneStreamCommand: ParsableCommand {
             embedded default configuration. Every stage reads pipeline.yaml (see docs/config.md).
             """,
         subcommands: [RunCommand.self, PhantomsCommand.self, NormalizeCommand.self, SplitCommand.self, PreprocessCommand.self,
-                      PreviewCommand.self, BenchCommand.self, ConfigCommand.self]
+                      PreviewCommand.self, ProduceCommand.self, WorkerCommand.self, SinkCommand.self,
+                      StatusCommand.self, ScaleCommand.self, StopCommand.self, BenchCommand.self, ConfigCommand.self]
     )
 }
 

@@ -5,7 +5,7 @@ import Foundation
 struct RunCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "run",
-        abstract: "Run every stage end to end: phantoms (when dataset.root holds none), normalize, split, preprocess.")
+        abstract: "Run every stage end to end: phantoms (when dataset.root holds none), normalize, split, preprocess, then a stream of batches from local workers to a checking sink.")
 
     @OptionGroup var global: GlobalOptions
 
@@ -27,6 +27,8 @@ struct RunCommand: ParsableCommand {
             try Stages.split(config)
             say("== preprocess -> \(config.string("preprocess.cache"))")
             try Stages.preprocess(config, quiet: global.quiet)
+            say("== stream -> \(config.int("stream.workers")) worker(s), \(config.int("stream.epochs")) epoch(s), sink on \(config.string("stream.data"))")
+            try Stages.stream(config)
             say("== done in \(Progress.duration(Date().timeIntervalSince(started)))")
         }
     }

@@ -3,6 +3,7 @@ import BoneStreamDataset
 import BoneStreamPhantoms
 import BoneStreamPreprocess
 import BoneStreamSplit
+import BoneStreamStream
 import Foundation
 
 /// Each stage as the CLI runs it: the library call and its printed summary.
@@ -52,5 +53,42 @@ enum Stages {
             for reject in report.rejected.prefix(5) { say("  \(reject.index): \(reject.reason)") }
             if report.rejected.count > 5 { say("  ... and \(report.rejected.count - 5) more") }
         }
+    }
+
+    /// The coordinator with its local workers and a sink, in this process: the stream end to end.
+    static func stream(_ config: PipelineConfig) throws {
+        try prepare(endpoint: config.string("stream.control"))
+        try prepare(endpoint: config.string("stream.data"))
+        let sink = Sink(dataEndpoint: config.string("stream.data"), controlEndpoint: config.string("stream.control"),
+                        credit: config.int("stream.credit"), logger: Log.logger("sink"))
+        let box = SinkBox(sink)
+        let thread = Thread { box.run() }
+        thread.start()
+        let options = CoordinatorOptions(controlEndpoint: config.string("stream.control"), dataEndpoint: config.string("stream.data"),
+                                         epochs: config.int("stream.epochs"), validation: config.bool("stream.validation"),
+                                         localWorkers: max(1, config.int("stream.workers")), executable: ownExecutable())
+        let status = try Coordinator(options: options, config: config, logger: Log.logger("produce")).run()
+        box.done.wait()
+        let report = try box.result.get()
+        say(String(format: "stream: %d of %d batches delivered, %d patches in %.2f s: %.0f patches/s, %.0f MB/s; %d duplicates dropped, %d gaps",
+                   report.batches, status.total, report.samples, report.seconds, report.patchesPerSecond, report.megabytesPerSecond,
+                   report.duplicatesDropped, report.gaps))
+        if report.gaps > 0 || status.acknowledged != status.total {
+            throw StreamError("the stream lost batches: \(report.gaps) gaps")
+        }
+    }
+}
+
+/// Runs a sink on its own thread and keeps its result.
+final class SinkBox: @unchecked Sendable {
+    let sink: Sink
+    let done = DispatchSemaphore(value: 0)
+    var result: Result<SinkReport, Error> = .failure(StreamError("the sink did not run"))
+
+    init(_ sink: Sink) { self.sink = sink }
+
+    func run() {
+        result = Result { try sink.run() }
+        done.signal()
     }
 }

@@ -1,0 +1,265 @@
+// Coordinator: plans epochs, hands out batch work by the consumer's credit, re-dispatches lost work.
+// Binds: ROUTER on the control endpoint (workers, the consumer and status/scale/stop clients connect).
+import BoneStreamBatch
+import BoneStreamCore
+import BoneStreamTransport
+import Foundation
+import Logging
+
+/// Settings of `bonestream produce`.
+public struct CoordinatorOptions: Sendable {
+    public var controlEndpoint: String
+    public var dataEndpoint: String
+    public var epochs: Int
+    public var validation: Bool
+    public var localWorkers: Int
+    /// A worker silent this long is dead: its unfinished work goes to others.
+    public var workerTimeout: TimeInterval = 3
+    /// Work a worker reported sent but the consumer never acknowledged is sent again after this.
+    public var deliveryTimeout: TimeInterval = 30
+    /// The executable that local workers run.
+    public var executable: String
+
+    public init(controlEndpoint: String, dataEndpoint: String, epochs: Int, validation: Bool, localWorkers: Int, executable: String) {
+        self.controlEndpoint = controlEndpoint
+        self.dataEndpoint = dataEndpoint
+        self.epochs = epochs
+        self.validation = validation
+        self.localWorkers = localWorkers
+        self.executable = executable
+    }
+}
+
+/// The coordinator's bookkeeping, exposed for `status`.
+public struct CoordinatorStatus: Codable, Sendable {
+    public var epoch: Int
+    public var epochs: Int
+    public var acknowledged: Int
+    public var total: Int
+    public var inFlight: Int
+    public var workers: Int
+    public var localWorkers: Int
+    public var credit: Int
+    public var patchesPerSecond: Double
+    public var redispatched: Int
+    public var droppedMessages: Int
+}
+
+public final class Coordinator {
+    private struct Assignment {
+        var worker: Data
+        var since: Date
+        var sent = false
+    }
+
+    private struct WorkerState {
+        var lastSeen: Date
+        var ready = 0
+        var retiring = false
+    }
+
+    private let options: CoordinatorOptions
+    private let config: PipelineConfig
+    private let logger: Logger
+    private let sequence: [BatchID]
+    private let samplesPerBatch: [BatchID: Int]
+    private var next = 0
+    private var requeued: [BatchID] = []
+    private var inFlight: [BatchID: Assignment] = [:]
+    private var acknowledged = Set<BatchID>()
+    private var workers: [Data: WorkerState] = [:]
+    private var localProcesses: [Process] = []
+    private var credit = 0
+    private var consumer: Data?
+    private var redispatched = 0
+    private var dropped = 0
+    private var stopping = false
+    private let started = Date()
+    private var samplesAcknowledged = 0
+
+    public init(options: CoordinatorOptions, config: PipelineConfig, logger: Logger) throws {
+        self.options = options
+        self.config = config
+        self.logger = logger
+        let setup = try ProducerSetup(config: config)
+        var sequence: [BatchID] = []
+        var sizes: [BatchID: Int] = [:]
+        for epoch in 0..<options.epochs {
+            let kinds: [BatchHeader.Kind] = options.validation ? [.train, .validation] : [.train]
+            for kind in kinds {
+                let plan = setup.builder.plan(kind, epoch: epoch)
+                for b in 0..<plan.batchCount {
+                    let id = BatchID(kind: kind, epoch: UInt32(epoch), index: UInt32(b))
+                    sequence.append(id)
+                    sizes[id] = plan.samples(inBatch: b).count
+                }
+            }
+        }
+        self.sequence = sequence
+        samplesPerBatch = sizes
+    }
+
+    public var status: CoordinatorStatus {
+        let current = sequence.indices.contains(next) ? Int(sequence[next].epoch) : options.epochs - 1
+        return CoordinatorStatus(epoch: current, epochs: options.epochs, acknowledged: acknowledged.count, total: sequence.count,
+                                 inFlight: inFlight.count, workers: workers.count, localWorkers: localProcesses.filter(\.isRunning).count,
+                                 credit: credit, patchesPerSecond: Double(samplesAcknowledged) / max(Date().timeIntervalSince(started), 1e-9),
+                                 redispatched: redispatched, droppedMessages: dropped)
+    }
+
+    /// Runs until every planned batch is acknowledged, or a stop has drained in-flight work.
+    public func run(shouldStop: @escaping () -> Bool = { false }) throws -> CoordinatorStatus {
+        let context = ZMQContext()
+        let control = try ZMQSocket(context, .router)
+        try control.bind(options.controlEndpoint)
+        logger.info("coordinator: \(sequence.count) batches over \(options.epochs) epoch(s); control \(options.controlEndpoint), data \(options.dataEndpoint)")
+        scale(to: options.localWorkers)
+        defer { shutDownLocalWorkers() }
+        while true {
+            if shouldStop() && !stopping {
+                logger.info("coordinator: stopping; draining \(inFlight.count) batch(es) in flight")
+                stopping = true
+            }
+            if let frames = try control.receive(timeoutMs: 100) {
+                handle(frames, on: control)
+            }
+            expireWorkers()
+            try dispatch(on: control)
+            let finished = acknowledged.count == sequence.count
+            if finished || (stopping && inFlight.isEmpty) {
+                if let consumer { try control.send([consumer, Command.end.frame]) }
+                for id in workers.keys { try control.send([id, Command.bye.frame]) }
+                logger.info("coordinator: \(finished ? "all" : "stopped after") \(acknowledged.count) of \(sequence.count) batches acknowledged")
+                return status
+            }
+        }
+    }
+
+    private func handle(_ frames: [Data], on control: ZMQSocket) {
+        guard frames.count >= 2, let command = Command(frame: frames[1]) else {
+            dropped += 1
+            logger.warning("coordinator: dropped a malformed control message (\(frames.count) frames)")
+            return
+        }
+        let peer = frames[0]
+        switch command {
+        case .hello:
+            workers[peer] = WorkerState(lastSeen: Date())
+            let yaml = config.yaml()
+            _ = try? control.send([peer, Command.welcome.frame, Data(options.dataEndpoint.utf8), Data(yaml.utf8)])
+            logger.info("coordinator: worker \(String(decoding: peer, as: UTF8.self)) joined")
+        case .ready:
+            workers[peer]?.ready += 1
+            workers[peer]?.lastSeen = Date()
+        case .heartbeat:
+            workers[peer]?.lastSeen = Date()
+        case .done:
+            workers[peer]?.lastSeen = Date()
+            if frames.count == 3, let id = BatchID(decoding: frames[2]) { inFlight[id]?.sent = true } else { dropped += 1 }
+        case .credit:
+            consumer = peer
+            if frames.count == 3, let n = UInt32(frame: frames[2]), n <= 1 << 20 { credit += Int(n) } else { dropped += 1 }
+        case .ack:
+            consumer = peer
+            guard frames.count == 3, let id = BatchID(decoding: frames[2]), samplesPerBatch[id] != nil else {
+                dropped += 1
+                return
+            }
+            credit += 1  // every batch taken frees one slot
+            inFlight[id] = nil
+            if acknowledged.insert(id).inserted { samplesAcknowledged += samplesPerBatch[id]! }
+            requeued.removeAll { $0 == id }
+        case .status:
+            let json = (try? JSONFile.encode(status)) ?? Data()
+            _ = try? control.send([peer, Command.reply.frame, json])
+        case .scale:
+            if frames.count == 3, let n = Int(String(decoding: frames[2], as: UTF8.self)), (0...256).contains(n) {
+                scale(to: n)
+                _ = try? control.send([peer, Command.reply.frame, Data("scaled to \(n) local workers".utf8)])
+            } else {
+                _ = try? control.send([peer, Command.reply.frame, Data("error: SCALE needs a number of workers in 0...256".utf8)])
+            }
+        case .stop:
+            stopping = true
+            _ = try? control.send([peer, Command.reply.frame, Data("stopping: draining \(inFlight.count) batch(es)".utf8)])
+        default:
+            dropped += 1
+            logger.warning("coordinator: dropped an unexpected \(command.rawValue) message")
+        }
+    }
+
+    /// Hands work to ready workers while the consumer has credit.
+    private func dispatch(on control: ZMQSocket) throws {
+        let now = Date()
+        // Sent but never acknowledged: give it to someone again (the consumer drops duplicates).
+        for (id, assignment) in inFlight where assignment.sent && now.timeIntervalSince(assignment.since) > options.deliveryTimeout {
+            inFlight[id] = nil
+            requeued.append(id)
+            credit += 1
+            redispatched += 1
+        }
+        while credit > 0 && !stopping {
+            guard let worker = workers.first(where: { $0.value.ready > 0 && !$0.value.retiring })?.key else { return }
+            let id: BatchID
+            if !requeued.isEmpty {
+                id = requeued.removeFirst()
+            } else if next < sequence.count {
+                id = sequence[next]
+                next += 1
+            } else {
+                return
+            }
+            if acknowledged.contains(id) { continue }
+            try control.send([worker, Command.work.frame, id.encoded])
+            workers[worker]!.ready -= 1
+            inFlight[id] = Assignment(worker: worker, since: now)
+            credit -= 1
+        }
+    }
+
+    /// Forgets workers that fell silent and puts their unfinished batches back in the queue.
+    private func expireWorkers() {
+        let now = Date()
+        for (id, state) in workers where now.timeIntervalSince(state.lastSeen) > options.workerTimeout {
+            workers[id] = nil
+            let lost = inFlight.filter { $0.value.worker == id && !$0.value.sent }.map(\.key).sorted()
+            for batch in lost {
+                inFlight[batch] = nil
+                requeued.append(batch)
+                credit += 1
+                redispatched += 1
+            }
+            logger.warning("coordinator: worker \(String(decoding: id, as: UTF8.self)) went silent; \(lost.count) batch(es) handed out again")
+        }
+    }
+
+    /// Starts or retires local worker processes until `count` run.
+    private func scale(to count: Int) {
+        localProcesses.removeAll { !$0.isRunning }
+        while localProcesses.count < count {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: options.executable)
+            process.arguments = ["worker", "--connect", options.controlEndpoint, "--quiet"]
+            var environment = ProcessInfo.processInfo.environment
+            environment["BONESTREAM_PARENT_PID"] = String(getpid())
+            process.environment = environment
+            do {
+                try process.run()
+                localProcesses.append(process)
+            } catch {
+                logger.error("coordinator: cannot start a worker (\(options.executable)): \(error)")
+                return
+            }
+        }
+        while localProcesses.count > count {
+            // SIGTERM: the worker finishes the batch in hand and leaves; unfinished work is re-dispatched.
+            let process = localProcesses.removeLast()
+            process.terminate()
+        }
+    }
+
+    private func shutDownLocalWorkers() {
+        for process in localProcesses where process.isRunning { process.terminate() }
+        for process in localProcesses { process.waitUntilExit() }
+    }
+}

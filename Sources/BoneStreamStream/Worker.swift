@@ -1,0 +1,129 @@
+// Worker: makes batches on request.
+// Connects: DEALER to the coordinator's control endpoint, PUSH to the consumer's data endpoint.
+import BoneStreamBatch
+import BoneStreamCore
+import BoneStreamDataset
+import BoneStreamPreprocess
+import BoneStreamTransport
+import Foundation
+import Logging
+
+/// A problem that stops a stream process.
+public struct StreamError: Error, CustomStringConvertible, Sendable {
+    public let message: String
+    public init(_ message: String) { self.message = message }
+    public var description: String { message }
+}
+
+/// Everything a producer needs to make batches, loaded from the configuration.
+public struct ProducerSetup {
+    public let builder: BatchBuilder
+    public let configHash: [UInt8]
+
+    public init(config: PipelineConfig) throws {
+        let preprocess = PreprocessOptions(config: config)
+        let cache = try ImageCache(directory: preprocess.cacheDirectory)
+        let splits = config.string("split.out")
+        let train = try CanonicalTable.read(path: splits + "/train.csv")
+        let validation = try CanonicalTable.read(path: splits + "/validation.csv")
+        let settings = try StreamSettings(config: config)
+        // What decides a batch's bytes: preprocessing, the patch grid, augmentation and the epoch plan;
+        // not the number of workers, the endpoints or the credit.
+        let planKeys = ["stream.samples_per_epoch", "stream.batch_size", "stream.sampling"]
+        configHash = Array(Hashing.sha256Bytes(preprocess.settings.hash + config.hash(sections: ["patches", "augment"])
+                                               + config.hash(keys: planKeys)).prefix(16))
+        builder = BatchBuilder(cache: cache, train: train, validation: validation, settings: settings, configHash: configHash)
+    }
+}
+
+/// One worker process's loop.
+public final class Worker {
+    public let controlEndpoint: String
+    private let logger: Logger
+    private let parentPID: pid_t?
+    /// Batches requested ahead, so a worker is never idle while a request travels.
+    private let prefetch = 2
+
+    public init(controlEndpoint: String, logger: Logger, parentPID: pid_t? = nil) {
+        self.controlEndpoint = controlEndpoint
+        self.logger = logger
+        self.parentPID = parentPID
+    }
+
+    public func run(shouldStop: @escaping () -> Bool = { false }) throws {
+        let context = ZMQContext()
+        let control = try ZMQSocket(context, .dealer)
+        try control.setRoutingID("worker-\(ProcessInfo.processInfo.hostName)-\(getpid())")
+        try control.connect(controlEndpoint)
+        try control.send([Command.hello.frame, Data("\(getpid())".utf8)])
+        // The coordinator answers with the data endpoint and its effective configuration, so every
+        // worker, local or remote, makes batches with the same settings.
+        var welcome: [Data]?
+        let deadline = Date().addingTimeInterval(30)
+        while welcome == nil && Date() < deadline && !shouldStop() {
+            if let frames = try control.receive(timeoutMs: 200), Command(frame: frames[0]) == .welcome, frames.count == 3 {
+                welcome = frames
+            }
+        }
+        guard let welcome else { throw StreamError("no WELCOME from the coordinator at \(controlEndpoint) within 30 s") }
+        let dataEndpoint = String(decoding: welcome[1], as: UTF8.self)
+        let config = try PipelineConfig.parse(yaml: String(decoding: welcome[2], as: UTF8.self), source: "coordinator")
+        let setup = try ProducerSetup(config: config)
+        let data = try ZMQSocket(context, .push)
+        try data.connect(dataEndpoint)
+        logger.info("worker \(getpid()): connected to \(controlEndpoint), sending to \(dataEndpoint)")
+
+        for _ in 0..<prefetch { try control.send([Command.ready.frame]) }
+        var lastHeartbeat = Date()
+        var lastHeard = Date()
+        let patchBytes = setup.builder.settings.grid.patchSize * setup.builder.settings.grid.patchSize
+        let batchSize = setup.builder.settings.batchSize
+        while !shouldStop() {
+            if Date().timeIntervalSince(lastHeartbeat) >= 1 {
+                try control.send([Command.heartbeat.frame])
+                lastHeartbeat = Date()
+            }
+            if let parentPID, getppid() != parentPID {
+                logger.notice("worker \(getpid()): parent \(parentPID) is gone, exiting")
+                return
+            }
+            if Date().timeIntervalSince(lastHeard) > 30 {
+                throw StreamError("the coordinator at \(controlEndpoint) has been silent for 30 s")
+            }
+            guard let frames = try control.receive(timeoutMs: 200) else { continue }
+            lastHeard = Date()
+            guard let command = Command(frame: frames[0]) else {
+                logger.warning("worker: dropped a malformed control message")
+                continue
+            }
+            switch command {
+            case .work:
+                guard frames.count == 2, let id = BatchID(decoding: frames[1]) else {
+                    logger.warning("worker: dropped a malformed WORK message")
+                    continue
+                }
+                let plan = setup.builder.plan(id.kind, epoch: Int(id.epoch))
+                guard Int(id.index) < plan.batchCount else {
+                    logger.warning("worker: WORK for \(id), which the plan does not have")
+                    continue
+                }
+                let pixels = MessageBuffer(count: batchSize * patchBytes), labels = MessageBuffer(count: batchSize * SampleLabel.size)
+                let header = setup.builder.build(id.kind, epoch: Int(id.epoch), batch: Int(id.index),
+                                                 pixels: pixels.base.assumingMemoryBound(to: UInt8.self), labels: labels.base)
+                let headerBuffer = MessageBuffer(copying: Data(header.encoded()))
+                let n = Int(header.count)
+                // A short last batch sends only its filled part.
+                let pixelFrame = n == batchSize ? pixels : MessageBuffer(copying: Data(bytes: pixels.base, count: n * patchBytes))
+                let labelFrame = n == batchSize ? labels : MessageBuffer(copying: Data(bytes: labels.base, count: n * SampleLabel.size))
+                try data.send(buffers: [headerBuffer, pixelFrame, labelFrame])
+                try control.send([Command.done.frame, id.encoded])
+                try control.send([Command.ready.frame])
+            case .bye:
+                logger.info("worker \(getpid()): asked to leave")
+                return
+            default:
+                logger.warning("worker: dropped an unexpected \(command.rawValue) message")
+            }
+        }
+    }
+}

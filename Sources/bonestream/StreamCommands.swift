@@ -1,0 +1,156 @@
+import ArgumentParser
+import BoneStreamCore
+import BoneStreamStream
+import BoneStreamTransport
+import Foundation
+
+/// ipc:// endpoints are files: make their folder.
+func prepare(endpoint: String) throws {
+    guard endpoint.hasPrefix("ipc://") else { return }
+    let path = String(endpoint.dropFirst(6))
+    var isDirectory: ObjCBool = false
+    if FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory), isDirectory.boolValue {
+        throw StreamError("\(endpoint): the socket path \(path) is a folder; choose another endpoint")
+    }
+    let folder = URL(fileURLWithPath: path).deletingLastPathComponent().path
+    try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+}
+
+/// This executable's path, for starting local workers.
+func ownExecutable() -> String {
+    (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
+}
+
+struct ProduceCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "produce",
+        abstract: "The coordinator daemon: plans epochs, starts local workers, hands out work by the consumer's credit.")
+
+    @OptionGroup var global: GlobalOptions
+
+    @Option(help: "Local worker processes (stream.workers); 0: workers come from elsewhere.")
+    var workers: String?
+
+    @Option(help: "Epochs (stream.epochs).")
+    var epochs: String?
+
+    func run() throws {
+        try reportingErrors {
+            let config = try global.load(flags: [("stream.workers", workers, "--workers"), ("stream.epochs", epochs, "--epochs")])
+            StopSignal.install()
+            try prepare(endpoint: config.string("stream.control"))
+            let options = CoordinatorOptions(controlEndpoint: config.string("stream.control"), dataEndpoint: config.string("stream.data"),
+                                             epochs: config.int("stream.epochs"), validation: config.bool("stream.validation"),
+                                             localWorkers: config.int("stream.workers"), executable: ownExecutable())
+            let coordinator = try Coordinator(options: options, config: config, logger: Log.logger("produce"))
+            let status = try coordinator.run(shouldStop: { StopSignal.isRaised })
+            say("produce: \(status.acknowledged) of \(status.total) batches delivered, \(status.redispatched) handed out again, "
+                + String(format: "%.0f patches/s", status.patchesPerSecond))
+        }
+    }
+}
+
+struct WorkerCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "worker",
+        abstract: "One worker process: connects to a coordinator, makes the batches it asks for, sends them to the consumer.")
+
+    @Option(help: "The coordinator's control endpoint.")
+    var connect: String
+
+    @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error.")
+    var logLevel: String = "info"
+
+    @Flag(help: "Only warnings and errors.")
+    var quiet = false
+
+    func run() throws {
+        try reportingErrors {
+            Log.bootstrap(level: quiet ? .warning : (.init(rawValue: logLevel) ?? .info))
+            StopSignal.install()
+            let parent = ProcessInfo.processInfo.environment["BONESTREAM_PARENT_PID"].flatMap { pid_t($0) }
+            try Worker(controlEndpoint: connect, logger: Log.logger("worker"), parentPID: parent).run(shouldStop: { StopSignal.isRaised })
+        }
+    }
+}
+
+struct SinkCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sink",
+        abstract: "A consumer that checks every batch and reports patches/s, MB/s, duplicates and gaps.")
+
+    @OptionGroup var global: GlobalOptions
+
+    @Option(help: "Data endpoint to bind (stream.data).")
+    var bind: String?
+
+    @Flag(help: "End by printing one JSON object.")
+    var json = false
+
+    @Option(help: "Milliseconds to wait after each batch, to play a slow trainer.")
+    var delayMs = 0
+
+    @Flag(help: "Hash every batch and report one digest of the stream (to compare runs; costs throughput).")
+    var digest = false
+
+    func run() throws {
+        try reportingErrors {
+            let config = try global.load(flags: [("stream.data", bind, "--bind")])
+            StopSignal.install()
+            try prepare(endpoint: config.string("stream.data"))
+            let sink = Sink(dataEndpoint: config.string("stream.data"), controlEndpoint: config.string("stream.control"),
+                            credit: config.int("stream.credit"), logger: Log.logger("sink"))
+            sink.delayPerBatch = Double(delayMs) / 1000
+            sink.computeDigest = digest
+            let report = try sink.run(shouldStop: { StopSignal.isRaised })
+            if json {
+                say(String(decoding: try JSONFile.encode(report), as: UTF8.self).replacingOccurrences(of: "\n", with: " "))
+            } else {
+                say(String(format: "sink: %d batches, %d patches, %.0f patches/s, %.1f MB/s, %d duplicates dropped, %d malformed dropped, %d gaps",
+                           report.batches, report.samples, report.patchesPerSecond, report.megabytesPerSecond,
+                           report.duplicatesDropped, report.malformedDropped, report.gaps))
+            }
+        }
+    }
+}
+
+/// `status`, `scale N`, `stop`: one request to the coordinator's control endpoint, one reply.
+struct ControlClient {
+    static func request(_ config: PipelineConfig, _ frames: [Data]) throws -> String {
+        let socket = try ZMQSocket(ZMQContext(), .dealer)
+        try socket.connect(config.string("stream.control"))
+        try socket.send(frames)
+        guard let reply = try socket.receive(timeoutMs: 5000), reply.count == 2 else {
+            throw StreamError("no answer from a coordinator at \(config.string("stream.control")) within 5 s: is `bonestream produce` running?")
+        }
+        return String(decoding: reply[1], as: UTF8.self)
+    }
+}
+
+struct StatusCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "status", abstract: "Show a running coordinator's epoch, progress, workers, credit and rate.")
+    @OptionGroup var global: GlobalOptions
+
+    func run() throws {
+        try reportingErrors { say(try ControlClient.request(try global.load(), [Command.status.frame])) }
+    }
+}
+
+struct ScaleCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "scale", abstract: "Change the number of local workers while running.")
+    @OptionGroup var global: GlobalOptions
+    @Argument(help: "Local workers wanted.") var count: Int
+
+    func run() throws {
+        try reportingErrors { say(try ControlClient.request(try global.load(), [Command.scale.frame, Data(String(count).utf8)])) }
+    }
+}
+
+struct StopCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "stop", abstract: "Drain in-flight work and stop the coordinator.")
+    @OptionGroup var global: GlobalOptions
+
+    func run() throws {
+        try reportingErrors { say(try ControlClient.request(try global.load(), [Command.stop.frame])) }
+    }
+}

@@ -1,0 +1,147 @@
+import BoneStreamBatch
+import BoneStreamCore
+import BoneStreamDataset
+import BoneStreamStream
+import BoneStreamTransport
+import Foundation
+import Testing
+
+/// Real processes on ipc:// endpoints in a temporary folder: `produce`, `worker`, `sink`.
+@Suite(.serialized) struct StreamTests {
+    /// A prepared tiny pipeline: phantoms, tables, splits and cache, with stream settings.
+    private func prepared(_ label: String, samples: Int = 120, epochs: Int = 2) throws -> TemporaryDirectory {
+        let dir = try TemporaryDirectory(label)
+        try dir.write("""
+            phantoms:
+              count: 14
+              min_side: 300
+              max_side: 360
+            preprocess:
+              size: 120
+            patches:
+              size: 64
+              per_side: 3
+            stream:
+              samples_per_epoch: \(samples)
+              batch_size: 8
+              epochs: \(epochs)
+              control: ipc://\(dir.path)/control.ipc
+              data: ipc://\(dir.path)/data.ipc
+
+            """, to: "pipeline.yaml")
+        let result = try runBonestream(["run", "--quiet"], in: dir.path)
+        #expect(result.status == 0, "\(result.stderr)")
+        return dir
+    }
+
+    private func expectedSamples(_ dir: TemporaryDirectory, samples: Int, epochs: Int) throws -> Int {
+        let validation = try CanonicalTable.read(path: dir.path + "/work/splits/validation.csv").count
+        return epochs * (samples + validation * 9)
+    }
+
+    private struct SinkResult: Decodable {
+        var batches: Int
+        var samples: Int
+        var duplicatesDropped: Int
+        var malformedDropped: Int
+        var gaps: Int
+        var digest: String
+    }
+
+    /// Waits for a process with a deadline, killing it if it overstays.
+    private func finish(_ process: Process, _ out: Pipe, seconds: Double = 60) -> String {
+        let deadline = Date().addingTimeInterval(seconds)
+        while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+        return String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+    }
+
+    private func sinkResult(_ text: String) throws -> SinkResult {
+        let line = try #require(text.split(separator: "\n").last { $0.hasPrefix("{") })
+        return try JSONDecoder().decode(SinkResult.self, from: Data(line.utf8))
+    }
+
+    private func stream(_ dir: TemporaryDirectory, workers: Int, sinkArgs: [String] = []) throws -> (SinkResult, String) {
+        let (sink, sinkOut, _) = try startBonestream(["sink", "--json", "--quiet", "--digest"] + sinkArgs, in: dir.path)
+        let (produce, produceOut, _) = try startBonestream(["produce", "--workers", String(workers), "--quiet"], in: dir.path)
+        let produced = finish(produce, produceOut)
+        return (try sinkResult(finish(sink, sinkOut)), produced)
+    }
+
+    @Test func everyPlannedSampleArrivesOnceWithOneOrThreeWorkersAndTheSameBytes() throws {
+        let dir = try prepared("stream")
+        let expected = try expectedSamples(dir, samples: 120, epochs: 2)
+        let (one, produced) = try stream(dir, workers: 1)
+        #expect(produced.contains("delivered"), "\(produced)")
+        #expect(one.samples == expected && one.gaps == 0 && one.malformedDropped == 0)
+        let (three, _) = try stream(dir, workers: 3)
+        #expect(three.samples == expected && three.gaps == 0)
+        #expect(!one.digest.isEmpty && three.digest == one.digest, "the same seed gives the same batches whatever the number of workers")
+    }
+
+    @Test func aWorkerKilledMidEpochLosesNoSample() throws {
+        let dir = try prepared("killworker", samples: 800, epochs: 1)
+        let expected = try expectedSamples(dir, samples: 800, epochs: 1)
+        // A slow consumer keeps the epoch going while a worker dies.
+        let (sink, sinkOut, _) = try startBonestream(["sink", "--json", "--quiet", "--delay-ms", "20"], in: dir.path)
+        let (produce, produceOut, _) = try startBonestream(["produce", "--workers", "0", "--quiet"], in: dir.path)
+        let control = "ipc://\(dir.path)/control.ipc"
+        let (victim, _, _) = try startBonestream(["worker", "--connect", control, "--quiet"], in: dir.path)
+        let (survivor, _, _) = try startBonestream(["worker", "--connect", control, "--quiet"], in: dir.path)
+        Thread.sleep(forTimeInterval: 1.0)
+        #expect(produce.isRunning, "the epoch should still be running when the worker dies")
+        kill(victim.processIdentifier, SIGKILL)
+        let produced = finish(produce, produceOut)
+        let result = try sinkResult(finish(sink, sinkOut))
+        #expect(result.samples == expected, "\(produced)")
+        #expect(result.gaps == 0)
+        survivor.waitUntilExit()
+    }
+
+    @Test func malformedMessagesOnEverySocketLeaveEveryDaemonRunning() throws {
+        let dir = try prepared("malformed", samples: 800, epochs: 1)
+        let expected = try expectedSamples(dir, samples: 800, epochs: 1)
+        let (sink, sinkOut, _) = try startBonestream(["sink", "--json", "--quiet", "--delay-ms", "20"], in: dir.path)
+        let (produce, produceOut, _) = try startBonestream(["produce", "--workers", "2", "--quiet"], in: dir.path)
+        let context = ZMQContext()
+        let toControl = try ZMQSocket(context, .dealer)
+        try toControl.connect("ipc://\(dir.path)/control.ipc")
+        let toData = try ZMQSocket(context, .push)
+        try toData.connect("ipc://\(dir.path)/data.ipc")
+        Thread.sleep(forTimeInterval: 0.3)
+        for junk in [[Data("garbage".utf8)], [Data()], [Command.ack.frame, Data([1, 2, 3])], [Command.credit.frame, Data([9])],
+                     [Command.done.frame], [Command.work.frame, Data(count: 12)], [Data(repeating: 0xFF, count: 4096)]] {
+            try toControl.send(junk)
+        }
+        for junk in [[Data("not a batch".utf8)], [Data(count: 64), Data(), Data()], [Data(), Data(), Data(), Data()]] {
+            try toData.send(junk)
+        }
+        // The daemons answer status meanwhile.
+        #expect(produce.isRunning && sink.isRunning)
+        let status = try runBonestream(["status"], in: dir.path)
+        #expect(status.status == 0 && status.stdout.contains("\"inFlight\""), "\(status.stderr)")
+        let produced = finish(produce, produceOut)
+        let result = try sinkResult(finish(sink, sinkOut))
+        #expect(result.samples == expected && result.gaps == 0, "\(produced)")
+        #expect(result.malformedDropped == 3)
+    }
+
+    @Test func aSlowConsumerBoundsWhatIsInFlight() throws {
+        let dir = try prepared("slow", samples: 600, epochs: 1)
+        let (sink, sinkOut, _) = try startBonestream(["sink", "--json", "--quiet", "--delay-ms", "10"], in: dir.path)
+        let (produce, produceOut, _) = try startBonestream(["produce", "--workers", "2", "--quiet"], in: dir.path)
+        var peak = 0
+        for _ in 0..<5 {
+            Thread.sleep(forTimeInterval: 0.2)
+            let status = try runBonestream(["status"], in: dir.path)
+            if let data = status.stdout.data(using: .utf8),
+               let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any], let inFlight = object["inFlight"] as? Int {
+                peak = max(peak, inFlight)
+            }
+        }
+        #expect(peak > 0 && peak <= 16, "in flight never exceeds the consumer's credit (16): \(peak)")
+        _ = finish(produce, produceOut)
+        #expect(try sinkResult(finish(sink, sinkOut)).gaps == 0)
+    }
+}
