@@ -43,6 +43,8 @@ public struct CoordinatorStatus: Codable, Sendable {
     public var patchesPerSecond: Double
     public var redispatched: Int
     public var droppedMessages: Int
+    /// Batches each worker reported sent, by routing id.
+    public var batchesByWorker: [String: Int]
 }
 
 public final class Coordinator {
@@ -56,6 +58,9 @@ public final class Coordinator {
         var lastSeen: Date
         var ready = 0
         var retiring = false
+        /// When it last got work: the ready worker that waited longest goes first, so work spreads
+        /// over every worker, new ones included, even when credit is the bottleneck.
+        var lastAssigned = Date.distantPast
     }
 
     private let options: CoordinatorOptions
@@ -76,6 +81,7 @@ public final class Coordinator {
     private var stopping = false
     private let started = Date()
     private var samplesAcknowledged = 0
+    private var batchesByWorker: [String: Int] = [:]
 
     public init(options: CoordinatorOptions, config: PipelineConfig, logger: Logger) throws {
         self.options = options
@@ -104,7 +110,7 @@ public final class Coordinator {
         return CoordinatorStatus(epoch: current, epochs: options.epochs, acknowledged: acknowledged.count, total: sequence.count,
                                  inFlight: inFlight.count, workers: workers.count, localWorkers: localProcesses.filter(\.isRunning).count,
                                  credit: credit, patchesPerSecond: Double(samplesAcknowledged) / max(Date().timeIntervalSince(started), 1e-9),
-                                 redispatched: redispatched, droppedMessages: dropped)
+                                 redispatched: redispatched, droppedMessages: dropped, batchesByWorker: batchesByWorker)
     }
 
     /// Runs until every planned batch is acknowledged, or a stop has drained in-flight work.
@@ -155,7 +161,12 @@ public final class Coordinator {
             workers[peer]?.lastSeen = Date()
         case .done:
             workers[peer]?.lastSeen = Date()
-            if frames.count == 3, let id = BatchID(decoding: frames[2]) { inFlight[id]?.sent = true } else { dropped += 1 }
+            if frames.count == 3, let id = BatchID(decoding: frames[2]) {
+                inFlight[id]?.sent = true
+                batchesByWorker[String(decoding: peer, as: UTF8.self), default: 0] += 1
+            } else {
+                dropped += 1
+            }
         case .credit:
             consumer = peer
             if frames.count == 3, let n = UInt32(frame: frames[2]), n <= 1 << 20 { credit += Int(n) } else { dropped += 1 }
@@ -199,7 +210,8 @@ public final class Coordinator {
             redispatched += 1
         }
         while credit > 0 && !stopping {
-            guard let worker = workers.first(where: { $0.value.ready > 0 && !$0.value.retiring })?.key else { return }
+            guard let worker = workers.filter({ $0.value.ready > 0 && !$0.value.retiring })
+                .min(by: { $0.value.lastAssigned < $1.value.lastAssigned })?.key else { return }
             let id: BatchID
             if !requeued.isEmpty {
                 id = requeued.removeFirst()
@@ -212,6 +224,7 @@ public final class Coordinator {
             if acknowledged.contains(id) { continue }
             try control.send([worker, Command.work.frame, id.encoded])
             workers[worker]!.ready -= 1
+            workers[worker]!.lastAssigned = now
             inFlight[id] = Assignment(worker: worker, since: now)
             credit -= 1
         }
