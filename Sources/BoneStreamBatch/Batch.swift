@@ -40,14 +40,7 @@ public struct Batch: Sendable, Equatable {
 
     /// Parses and checks the three frames of a message.
     public init(frames: [Data]) throws {
-        guard frames.count == 3 else { throw WireError.malformed("\(frames.count) frames, expected 3 (header, pixels, labels)") }
-        let header = try frames[0].withUnsafeBytes { try BatchHeader(decoding: $0) }
-        guard frames[1].count == header.pixelBytes else {
-            throw WireError.malformed("pixel frame is \(frames[1].count) bytes, the header announces \(header.pixelBytes)")
-        }
-        guard frames[2].count == Int(header.count) * SampleLabel.size else {
-            throw WireError.malformed("label frame is \(frames[2].count) bytes, expected \(Int(header.count) * SampleLabel.size)")
-        }
+        let header = try Batch.validate(frames: frames)
         let labels = try frames[2].withUnsafeBytes { raw in
             try (0..<Int(header.count)).map { try SampleLabel(decoding: raw.baseAddress! + $0 * SampleLabel.size) }
         }
