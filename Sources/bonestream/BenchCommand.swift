@@ -157,8 +157,8 @@ struct BenchCommand: ParsableCommand {
     }
 }
 
-/// Phantom PNGs of realistic size, made once per bench run in a temp folder.
-struct BenchData {
+/// Phantom PNGs of realistic size, made once per bench run in a temp folder removed afterwards.
+final class BenchData {
     let directory: String
     let paths: [String]
     let meanPixels: Double
@@ -177,6 +177,8 @@ struct BenchData {
         paths = (0..<count).map { dir + "/\(10_000 + $0).png" }
         meanPixels = Double(sizes.reduce(0, +)) / Double(max(count, 1))
     }
+
+    deinit { try? FileManager.default.removeItem(atPath: directory) }
 
     /// Runs tools/bench_opencv.py on the same images and returns its JSON.
     func runOpenCV(_ what: String, shared: BenchCommand.Shared) throws -> [String: Any] {
