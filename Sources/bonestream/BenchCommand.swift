@@ -4,13 +4,14 @@ import BoneStreamCore
 import BoneStreamImage
 import BoneStreamPhantoms
 import BoneStreamPreprocess
+import BoneStreamStream
 import Foundation
 
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure stage speed; figures, not tests. Each can print OpenCV/Python's figures beside ours.",
-        subcommands: [Preprocess.self, Augment.self])
+        subcommands: [Preprocess.self, Augment.self, Stream.self])
 
     struct Shared: ParsableArguments {
         @Option(help: "Phantom images of realistic size to measure on.")
@@ -152,6 +153,62 @@ struct BenchCommand: ParsableCommand {
                 }
                 say(table.render())
                 say("the paper's generator: about 20 patches/s")
+            }
+        }
+    }
+}
+
+extension BenchCommand {
+    struct Stream: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Patches/s at a sink with 1 and 2 local workers, from the cache `bonestream run` made, beside bench augment's 2-core rate.")
+        @OptionGroup var global: GlobalOptions
+
+        @Option(help: "Training samples per measured stream.")
+        var samples = 80_000
+
+        @Flag(help: "Print one JSON object with every figure.")
+        var json = false
+
+        func run() throws {
+            try reportingErrors {
+                var config = try global.load()
+                let folder = NSTemporaryDirectory() + "bonestream-bench-stream-\(getpid())"
+                try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
+                defer { try? FileManager.default.removeItem(atPath: folder) }
+                try config.apply(assignments: ["stream.samples_per_epoch=\(samples)", "stream.epochs=1", "stream.validation=false",
+                                               "stream.control=ipc://\(folder)/control", "stream.data=ipc://\(folder)/data"])
+                var results: [String: Double] = [:]
+                for workers in [1, 2] {
+                    try config.apply(assignments: ["stream.workers=\(workers)"])
+                    let report = try Stages.streamReport(config)
+                    results["\(workers)_workers"] = report.patchesPerSecond
+                }
+                // The same pool's raw augmentation rate on two cores, measured now.
+                let setup = try ProducerSetup(config: config)
+                let builder = setup.builder
+                let pixels = UnsafeMutablePointer<UInt8>.allocate(capacity: builder.settings.batchSize * builder.settings.grid.patchSize * builder.settings.grid.patchSize)
+                defer { pixels.deallocate() }
+                let imageBytes = builder.cache.size * builder.cache.size
+                var cache = [UInt8](repeating: 0, count: builder.cache.count * imageBytes)
+                cache.withUnsafeMutableBytes { raw in
+                    for slot in 0..<builder.cache.count { (raw.baseAddress! + slot * imageBytes).copyMemory(from: builder.cache.pixels(slot: slot), byteCount: imageBytes) }
+                }
+                let augment = cache.withUnsafeBufferPointer {
+                    AugmentBench.rate(base: $0.baseAddress!, images: builder.cache.count, grid: builder.settings.grid, pool: builder.settings.pool,
+                                      seconds: 1, threads: 2)
+                }
+                results["augment_2cores"] = augment
+                if json {
+                    say(String(decoding: try JSONSerialization.data(withJSONObject: results, options: [.sortedKeys]), as: UTF8.self))
+                    return
+                }
+                say("stream: \(samples) patches of \(builder.settings.grid.patchSize)x\(builder.settings.grid.patchSize), pool \(config.strings("augment.pool").joined(separator: "+")), batches of \(builder.settings.batchSize), credit \(config.int("stream.credit")), ipc://")
+                var table = Table(columns: ["measure", "patches/s", "vs augment, 2 cores", "ratio"])
+                table.add("sink, 1 worker", results["1_workers"]!, augment)
+                table.add("sink, 2 workers", results["2_workers"]!, augment)
+                table.add("bench augment, 2 cores (no transport)", augment, nil)
+                say(table.render())
             }
         }
     }

@@ -57,6 +57,18 @@ enum Stages {
 
     /// The coordinator with its local workers and a sink, in this process: the stream end to end.
     static func stream(_ config: PipelineConfig) throws {
+        let (report, status) = try streamRun(config)
+        say(String(format: "stream: %d of %d batches delivered, %d patches in %.2f s: %.0f patches/s, %.0f MB/s; %d duplicates dropped, %d gaps",
+                   report.batches, status.total, report.samples, report.seconds, report.patchesPerSecond, report.megabytesPerSecond,
+                   report.duplicatesDropped, report.gaps))
+    }
+
+    /// The sink's report of one stream run (for benchmarks).
+    static func streamReport(_ config: PipelineConfig) throws -> SinkReport {
+        try streamRun(config).0
+    }
+
+    private static func streamRun(_ config: PipelineConfig) throws -> (SinkReport, CoordinatorStatus) {
         try prepare(endpoint: config.string("stream.control"))
         try prepare(endpoint: config.string("stream.data"))
         let sink = Sink(dataEndpoint: config.string("stream.data"), controlEndpoint: config.string("stream.control"),
@@ -67,15 +79,15 @@ enum Stages {
         let options = CoordinatorOptions(controlEndpoint: config.string("stream.control"), dataEndpoint: config.string("stream.data"),
                                          epochs: config.int("stream.epochs"), validation: config.bool("stream.validation"),
                                          localWorkers: max(1, config.int("stream.workers")), executable: ownExecutable())
-        let status = try Coordinator(options: options, config: config, logger: Log.logger("produce")).run()
+        var coordinatorLogger = Log.logger("produce")
+        coordinatorLogger.logLevel = .warning
+        let status = try Coordinator(options: options, config: config, logger: coordinatorLogger).run()
         box.done.wait()
         let report = try box.result.get()
-        say(String(format: "stream: %d of %d batches delivered, %d patches in %.2f s: %.0f patches/s, %.0f MB/s; %d duplicates dropped, %d gaps",
-                   report.batches, status.total, report.samples, report.seconds, report.patchesPerSecond, report.megabytesPerSecond,
-                   report.duplicatesDropped, report.gaps))
         if report.gaps > 0 || status.acknowledged != status.total {
             throw StreamError("the stream lost batches: \(report.gaps) gaps")
         }
+        return (report, status)
     }
 }
 
