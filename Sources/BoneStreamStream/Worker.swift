@@ -50,6 +50,13 @@ public final class Worker {
         self.parentPID = parentPID
     }
 
+    /// True when this worker was started by a coordinator process that no longer exists.
+    private func parentGone() -> Bool {
+        guard let parentPID, getppid() != parentPID else { return false }
+        logger.notice("worker \(getpid()): parent \(parentPID) is gone, exiting")
+        return true
+    }
+
     public func run(shouldStop: @escaping () -> Bool = { false }) throws {
         let context = ZMQContext()
         let control = try ZMQSocket(context, .dealer)
@@ -61,6 +68,7 @@ public final class Worker {
         var welcome: [Data]?
         let deadline = Date().addingTimeInterval(30)
         while welcome == nil && Date() < deadline && !shouldStop() {
+            if parentGone() { return }
             if let frames = try control.receive(timeoutMs: 200), Command(frame: frames[0]) == .welcome, frames.count == 3 {
                 welcome = frames
             }
@@ -70,6 +78,8 @@ public final class Worker {
         let config = try PipelineConfig.parse(yaml: String(decoding: welcome[2], as: UTF8.self), source: "coordinator")
         let setup = try ProducerSetup(config: config)
         let data = try ZMQSocket(context, .push)
+        // A send waits at most a second, so a vanished consumer cannot pin the worker down.
+        try data.setSendTimeout(milliseconds: 1000)
         try data.connect(dataEndpoint)
         logger.info("worker \(getpid()): connected to \(controlEndpoint), sending to \(dataEndpoint)")
 
@@ -83,10 +93,7 @@ public final class Worker {
                 try control.send([Command.heartbeat.frame])
                 lastHeartbeat = Date()
             }
-            if let parentPID, getppid() != parentPID {
-                logger.notice("worker \(getpid()): parent \(parentPID) is gone, exiting")
-                return
-            }
+            if parentGone() { return }
             if Date().timeIntervalSince(lastHeard) > 30 {
                 throw StreamError("the coordinator at \(controlEndpoint) has been silent for 30 s")
             }
@@ -115,7 +122,9 @@ public final class Worker {
                 // A short last batch sends only its filled part.
                 let pixelFrame = n == batchSize ? pixels : MessageBuffer(copying: Data(bytes: pixels.base, count: n * patchBytes))
                 let labelFrame = n == batchSize ? labels : MessageBuffer(copying: Data(bytes: labels.base, count: n * SampleLabel.size))
-                try data.send(buffers: [headerBuffer, pixelFrame, labelFrame])
+                while try !data.send(buffers: [headerBuffer, pixelFrame, labelFrame]) {
+                    if shouldStop() || parentGone() { return }
+                }
                 try control.send([Command.done.frame, id.encoded])
                 try control.send([Command.ready.frame])
             case .bye:

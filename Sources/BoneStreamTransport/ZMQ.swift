@@ -57,6 +57,11 @@ public final class ZMQSocket {
         guard zmq_setsockopt(raw, option, &v, MemoryLayout<Int32>.size) == 0 else { throw ZMQError("zmq_setsockopt", "option \(option)") }
     }
 
+    /// Makes a blocking send give up (return false) after `milliseconds`.
+    public func setSendTimeout(milliseconds: Int32) throws {
+        try setOption(ZMQ_SNDTIMEO, milliseconds)
+    }
+
     /// Sets the routing id peers see (DEALER, REQ).
     public func setRoutingID(_ id: String) throws {
         let bytes = Array(id.utf8)

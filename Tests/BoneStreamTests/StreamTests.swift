@@ -188,6 +188,31 @@ import Testing
         #expect(workers.status != 0, "the coordinator is gone")
     }
 
+    /// PIDs of processes whose command line contains `text`.
+    private func processes(containing text: String) -> [Int32] {
+        let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
+        return entries.compactMap { Int32($0) }.filter { pid in
+            guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
+            return String(decoding: data.map { $0 == 0 ? 32 : $0 }, as: UTF8.self).contains(text)
+        }
+    }
+
+    @Test func workersDoNotOutliveAKilledCoordinator() throws {
+        let dir = try prepared("orphans", samples: 4000, epochs: 1)
+        let (sink, _, _) = try startBonestream(["sink", "--quiet", "--delay-ms", "20"], in: dir.path)
+        defer { kill(sink.processIdentifier, SIGKILL); sink.waitUntilExit() }
+        let (produce, _, _) = try startBonestream(["produce", "--workers", "2", "--quiet"], in: dir.path)
+        let marker = "worker --connect ipc://\(dir.path)/control.ipc"
+        var deadline = Date().addingTimeInterval(20)
+        while processes(containing: marker).count < 2 && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        #expect(processes(containing: marker).count == 2)
+        kill(produce.processIdentifier, SIGKILL)
+        produce.waitUntilExit()
+        deadline = Date().addingTimeInterval(10)
+        while !processes(containing: marker).isEmpty && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
+        #expect(processes(containing: marker).isEmpty, "local workers exit when their coordinator dies")
+    }
+
     @Test(.enabled(if: pythonHasZMQ)) func thePythonClientConsumesTheStream() throws {
         let dir = try prepared("python", samples: 400, epochs: 1)
         let expected = try expectedSamples(dir, samples: 400, epochs: 1)
