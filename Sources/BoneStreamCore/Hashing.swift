@@ -8,8 +8,9 @@ public enum Hashing {
         hex(SHA256.hash(data: data))
     }
 
-    private static func hex(_ digest: SHA256.Digest) -> String {
-        digest.map { String(format: "%02x", $0) }.joined()
+    /// Lower-case hex of any bytes (a digest).
+    public static func hex<Bytes: Sequence>(_ bytes: Bytes) -> String where Bytes.Element == UInt8 {
+        bytes.map { String(format: "%02x", $0) }.joined()
     }
 
     /// The 32 digest bytes of SHA-256 of UTF-8 `text`.

@@ -20,6 +20,11 @@ public struct SinkReport: Codable, Sendable {
     public var digest = ""
 }
 
+private struct EpochKey: Hashable {
+    var kind: BatchHeader.Kind
+    var epoch: UInt32
+}
+
 public final class Sink {
     private let dataEndpoint: String
     private let controlEndpoint: String
@@ -51,59 +56,52 @@ public final class Sink {
         try control.send([Command.credit.frame, UInt32(credit).frame])
         var report = SinkReport()
         var seen: [BatchID: Data] = [:]  // id -> digest of its frames
-        var expected: [String: UInt32] = [:]  // "kind-epoch" -> batches in that epoch
+        var expected: [EpochKey: UInt32] = [:]  // batches in each (kind, epoch) seen
         var bytes = 0
         var start: Date?
+
+        /// Checks, acknowledges, deduplicates and counts one message. Every message, during the
+        /// stream or queued after END, goes through here.
+        func accept(_ frames: [Data]) throws {
+            start = start ?? Date()
+            let header: BatchHeader
+            do {
+                header = try Batch.validate(frames: frames)
+            } catch {
+                report.malformedDropped += 1
+                logger.warning("sink: dropped a message: \(error)")
+                return
+            }
+            let id = BatchID(header)
+            try control.send([Command.ack.frame, id.encoded])
+            if seen[id] != nil {
+                report.duplicatesDropped += 1
+                return
+            }
+            seen[id] = digest(frames)
+            expected[EpochKey(kind: id.kind, epoch: id.epoch)] = header.batchesInEpoch
+            report.batches += 1
+            report.samples += Int(header.count)
+            bytes += frames.reduce(0) { $0 + $1.count }
+            if let onBatch { onBatch(try Batch(frames: frames)) }
+            if delayPerBatch > 0 { Thread.sleep(forTimeInterval: delayPerBatch) }
+        }
+
         var ended = false
         while !ended && !shouldStop() {
-            if let frames = try data.receive(timeoutMs: 50) {
-                start = start ?? Date()
-                let header: BatchHeader
-                do {
-                    header = try Batch.validate(frames: frames)
-                } catch {
-                    report.malformedDropped += 1
-                    logger.warning("sink: dropped a message: \(error)")
-                    continue
-                }
-                let id = BatchID(header)
-                try control.send([Command.ack.frame, id.encoded])
-                if seen[id] != nil {
-                    report.duplicatesDropped += 1
-                    continue
-                }
-                seen[id] = digest(frames)
-                expected["\(id.kind.rawValue)-\(id.epoch)"] = header.batchesInEpoch
-                report.batches += 1
-                report.samples += Int(header.count)
-                bytes += frames.reduce(0) { $0 + $1.count }
-                if let onBatch { onBatch(try Batch(frames: frames)) }
-                if delayPerBatch > 0 { Thread.sleep(forTimeInterval: delayPerBatch) }
-            }
+            if let frames = try data.receive(timeoutMs: 50) { try accept(frames) }
             while let message = try control.receive(timeoutMs: 0) {
                 if Command(frame: message[0]) == .end { ended = true }
             }
         }
-        // Drain what is already queued after END.
-        while let frames = try data.receive(timeoutMs: 100), let header = try? Batch.validate(frames: frames) {
-            let id = BatchID(header)
-            if seen[id] == nil {
-                seen[id] = digest(frames)
-                report.batches += 1
-                report.samples += Int(header.count)
-                if let onBatch { onBatch(try Batch(frames: frames)) }
-            } else {
-                report.duplicatesDropped += 1
-            }
-        }
+        // Take what is already queued after END.
+        while let frames = try data.receive(timeoutMs: 100) { try accept(frames) }
         for (key, count) in expected {
-            let parts = key.split(separator: "-")
-            let kind = BatchHeader.Kind(rawValue: UInt8(parts[0])!)!, epoch = UInt32(parts[1])!
-            for index in 0..<count where seen[BatchID(kind: kind, epoch: epoch, index: index)] == nil { report.gaps += 1 }
+            for index in 0..<count where seen[BatchID(kind: key.kind, epoch: key.epoch, index: index)] == nil { report.gaps += 1 }
         }
         var total = Hashing.Incremental()
         for id in seen.keys.sorted() { total.update(seen[id]!) }
-        report.digest = computeDigest ? total.finalize().map { String(format: "%02x", $0) }.joined() : ""
+        report.digest = computeDigest ? Hashing.hex(total.finalize()) : ""
         report.seconds = start.map { Date().timeIntervalSince($0) } ?? 0
         report.patchesPerSecond = Double(report.samples) / max(report.seconds, 1e-9)
         report.megabytesPerSecond = Double(bytes) / 1e6 / max(report.seconds, 1e-9)

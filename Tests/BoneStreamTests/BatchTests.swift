@@ -99,16 +99,9 @@ import Testing
 @Suite struct BatchBuilderTests {
     /// A small preprocessed phantom set: returns the cache, the tables and a settings hash.
     static func fixture() throws -> (TemporaryDirectory, ImageCache, [CanonicalRow], [CanonicalRow]) {
-        let dir = try TemporaryDirectory("batch")
-        var config = PipelineConfig()
-        try config.apply(assignments: ["phantoms.count=12", "phantoms.min_side=300", "phantoms.max_side=360",
-                                       "dataset.root=\(dir.path)/data", "dataset.tables=\(dir.path)/tables",
-                                       "preprocess.cache=\(dir.path)/cache", "preprocess.size=120", "patches.size=64",
-                                       "patches.per_side=3"])
-        let logger = Logger(label: "t")
-        _ = try PhantomGenerator.run(PhantomOptions(config: config), out: dir.path + "/data", logger: logger, showProgress: false)
-        _ = try Normalizer.run(NormalizeOptions(config: config), logger: logger, showProgress: false)
-        let report = try Preprocessor.run(PreprocessOptions(config: config), logger: logger, showProgress: false)
+        let (dir, config) = try tinyNormalizedPhantoms("batch", ["phantoms.count=12", "phantoms.min_side=300", "phantoms.max_side=360",
+                                                                 "preprocess.size=120", "patches.size=64", "patches.per_side=3"])
+        let report = try Preprocessor.run(PreprocessOptions(config: config), logger: Logger(label: "test"), showProgress: false)
         return (dir, try ImageCache(directory: report.directory), try CanonicalTable.read(path: dir.path + "/tables/train.csv"),
                 try CanonicalTable.read(path: dir.path + "/tables/validation.csv"))
     }

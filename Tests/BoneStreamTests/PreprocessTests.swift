@@ -12,16 +12,8 @@ import Testing
 
     /// Tiny phantoms, normalized, and a config pointing at them.
     private func setUp(count: Int = 10) throws -> (TemporaryDirectory, PipelineConfig) {
-        let dir = try TemporaryDirectory("prep")
-        var config = PipelineConfig()
-        try config.apply(assignments: ["phantoms.count=\(count)", "phantoms.min_side=300", "phantoms.max_side=420",
-                                       "dataset.root=\(dir.path)/data", "dataset.tables=\(dir.path)/tables",
-                                       "preprocess.cache=\(dir.path)/cache", "preprocess.size=128", "patches.size=64",
-                                       "patches.per_side=2"])
-        try config.validate()
-        _ = try PhantomGenerator.run(PhantomOptions(config: config), out: dir.path + "/data", logger: logger, showProgress: false)
-        _ = try Normalizer.run(NormalizeOptions(config: config), logger: logger, showProgress: false)
-        return (dir, config)
+        try tinyNormalizedPhantoms("prep", ["phantoms.count=\(count)", "phantoms.min_side=300", "phantoms.max_side=420",
+                                            "preprocess.size=128", "patches.size=64", "patches.per_side=2"])
     }
 
     @Test func buildsAMappableCacheThatMatchesThePipeline() throws {

@@ -1,4 +1,8 @@
+import BoneStreamCore
+import BoneStreamDataset
+import BoneStreamPhantoms
 import Foundation
+import Logging
 import Testing
 
 /// A fresh temporary folder, removed when the value is released.
@@ -68,4 +72,18 @@ func runBonestream(_ arguments: [String], in directory: String) throws -> Comman
     process.waitUntilExit()
     return CommandResult(status: process.terminationStatus, stdout: String(decoding: stdout, as: UTF8.self),
                          stderr: String(decoding: stderr, as: UTF8.self))
+}
+
+/// Tiny phantoms, normalized, in a fresh folder, with a config pointing every stage there.
+/// `assignments` set the sizes and anything else a suite needs.
+func tinyNormalizedPhantoms(_ label: String, _ assignments: [String]) throws -> (TemporaryDirectory, PipelineConfig) {
+    let dir = try TemporaryDirectory(label)
+    var config = PipelineConfig()
+    try config.apply(assignments: ["dataset.root=\(dir.path)/data", "dataset.tables=\(dir.path)/tables",
+                                   "preprocess.cache=\(dir.path)/cache"] + assignments)
+    try config.validate()
+    let logger = Logger(label: "test")
+    _ = try PhantomGenerator.run(PhantomOptions(config: config), out: dir.path + "/data", logger: logger, showProgress: false)
+    _ = try Normalizer.run(NormalizeOptions(config: config), logger: logger, showProgress: false)
+    return (dir, config)
 }
