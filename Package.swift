@@ -36,6 +36,8 @@ let package = Package(
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         // libpng reports errors by longjmp, which Swift cannot catch; this shim does the setjmp in C.
         .target(name: "CPNGShim", dependencies: ["CPNG"]),
+        // Atomics on memory shared between processes (the shared-memory batch slots).
+        .target(name: "CSharedMemory"),
 
         // One library per stage.
         .target(name: "BoneStreamCore", dependencies: [
@@ -52,10 +54,10 @@ let package = Package(
         .target(name: "BoneStreamAugment", dependencies: ["BoneStreamCore"], swiftSettings: kernelSettings),
         // Batches, epoch plans and the wire format: everything a producer and a consumer share, no transport.
         .target(name: "BoneStreamBatch", dependencies: ["BoneStreamCore", "BoneStreamAugment", "BoneStreamPreprocess", "BoneStreamDataset"]),
-        // ZeroMQ sockets: the only module that knows about the transport.
-        .target(name: "BoneStreamTransport", dependencies: ["CZMQ"]),
+        // ZeroMQ sockets and shared-memory batch slots: the only module that knows about the transport.
+        .target(name: "BoneStreamTransport", dependencies: ["CZMQ", "CSharedMemory"]),
         // The streaming daemons: coordinator, worker, sink.
-        .target(name: "BoneStreamStream", dependencies: ["BoneStreamCore", "BoneStreamBatch", "BoneStreamTransport",
+        .target(name: "BoneStreamStream", dependencies: ["BoneStreamCore", "BoneStreamAugment", "BoneStreamBatch", "BoneStreamTransport",
                                                          "BoneStreamPreprocess", "BoneStreamDataset",
                                                          .product(name: "Logging", package: "swift-log")]),
 

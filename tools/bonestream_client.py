@@ -16,6 +16,7 @@ In a training script:
   # or, as a PyTorch IterableDataset:  torch.utils.data.DataLoader(BoneStreamDataset(control, data), batch_size=None)
 """
 import argparse
+import json
 import os
 import struct
 import time
@@ -32,21 +33,79 @@ LABEL = np.dtype([("image", "<u4"), ("patch", "u1"), ("operation", "u1"), ("male
 assert HEADER.itemsize == 64 and LABEL.itemsize == 16
 
 
-def decode(frames, rgb=False, as_float=True):
-    """(header, images, labels) from the three frames of a batch; raises ValueError on a bad message."""
+FLAG_SHARED_PIXELS = 2
+SLOT_REFERENCE = struct.Struct("<IIQQQQ")  # magic "BSHM", slot, file size, state offset, pixel offset, length; then the path
+SLOT_MAGIC = 0x4D485342
+
+
+class SharedSlots:
+    """Maps producers' shared-memory slot files (docs/protocol.md) and hands slots back."""
+
+    def __init__(self):
+        self.maps, self.last_sweep = {}, time.monotonic()
+
+    def pixels(self, frame):
+        """(uint8 view of the slot's pixels, release token) for a slot-reference frame."""
+        if len(frame) <= SLOT_REFERENCE.size:
+            raise ValueError("slot reference frame too short")
+        magic, _slot, size, state, offset, length = SLOT_REFERENCE.unpack_from(frame)
+        path = bytes(frame[SLOT_REFERENCE.size:]).decode()
+        if magic != SLOT_MAGIC or not path.startswith("/dev/shm/bonestream-") or "/../" in path:
+            raise ValueError(f"not a BoneStream slot reference: {path!r}")
+        self._sweep()
+        mm = self.maps.get(path)
+        if mm is None or len(mm) != size:
+            if os.path.getsize(path) != size:
+                raise ValueError(f"{path} is not {size} bytes")
+            mm = self.maps[path] = np.memmap(path, np.uint8, "r+")
+        if state % 8 or state + 16 > size or offset + length > size:
+            raise ValueError(f"slot reference outside {path}")
+        return mm[offset:offset + length], (mm, state)
+
+    @staticmethod
+    def release(token):
+        mm, state = token
+        mm[state:state + 4].view(np.uint32)[0] = 0  # an aligned 4-byte store: the producer may reuse the slot
+
+    def _sweep(self):  # forget files whose producers left
+        if time.monotonic() - self.last_sweep > 2:
+            self.last_sweep = time.monotonic()
+            for path in [p for p in self.maps if not os.path.exists(p)]:
+                del self.maps[path]
+
+
+def decode(frames, rgb=False, as_float=True, slots=None):
+    """(header, images, labels) from the three frames of a batch; raises ValueError on a bad message.
+
+    Pixels travel inline (frame 1) or, with header flag bit 1, in a shared-memory slot that frame 1
+    references; then they are copied out (converted) and the slot is handed back at once."""
     if len(frames) != 3 or len(frames[0]) != 64:
         raise ValueError("not a BoneStream batch: expected 3 frames, a 64-byte header first")
     header = np.frombuffer(frames[0], HEADER)[0]
     if header["magic"] != MAGIC or header["version"] != 1:
         raise ValueError("bad magic or version")
     n, h, w = int(header["n"]), int(header["height"]), int(header["width"])
-    if len(frames[1]) != n * h * w or len(frames[2]) != n * LABEL.itemsize:
-        raise ValueError("frame sizes disagree with the header")
-    pixels = np.frombuffer(frames[1], np.uint8).reshape(n, 1, h, w)
-    images = pixels.astype(np.float32) * (1.0 / 255.0) if as_float else pixels
+    if len(frames[2]) != n * LABEL.itemsize:
+        raise ValueError("label frame disagrees with the header")
+    token = None
+    if int(header["flags"]) & FLAG_SHARED_PIXELS:
+        raw, token = (slots or SharedSlots()).pixels(frames[1])
+    else:
+        raw = np.frombuffer(frames[1], np.uint8)
+    try:
+        if raw.size != n * h * w:
+            raise ValueError("pixel bytes disagree with the header")
+        pixels = raw.reshape(n, 1, h, w)
+        if as_float:
+            images = pixels.astype(np.float32) * (1.0 / 255.0)
+        else:
+            images = np.array(pixels) if token else pixels
+    finally:
+        if token:
+            SharedSlots.release(token)
     if rgb:
         images = np.repeat(images, 3, axis=1)
-    return header, images, np.frombuffer(frames[2], LABEL)
+    return header, images, np.frombuffer(frames[2], LABEL).copy()
 
 
 class BoneStreamClient:
@@ -63,6 +122,7 @@ class BoneStreamClient:
         self.rgb, self.as_float = rgb, as_float
         self.seen = set()
         self.malformed = 0
+        self.slots = SharedSlots()
 
     def __iter__(self):
         poller = zmq.Poller()
@@ -77,8 +137,8 @@ class BoneStreamClient:
             if self.data in events:
                 frames = self.data.recv_multipart(copy=False)
                 try:
-                    header, images, labels = decode([f.buffer for f in frames], self.rgb, self.as_float)
-                except ValueError:
+                    header, images, labels = decode([f.buffer for f in frames], self.rgb, self.as_float, self.slots)
+                except (ValueError, OSError):  # not acknowledged: the coordinator hands it out again
                     self.malformed += 1
                     continue
                 key = (int(header["kind"]), int(header["epoch"]), int(header["batch"]))
@@ -117,6 +177,7 @@ def main():
     parser.add_argument("--credit", type=int, default=16)
     parser.add_argument("--rgb", action="store_true", help="replicate gray into 3 channels")
     parser.add_argument("--bench", action="store_true", help="print patches/s at the end")
+    parser.add_argument("--json", action="store_true", help="end with one JSON object")
     args = parser.parse_args()
     client = BoneStreamClient(args.control, args.data, args.credit, args.rgb)
     patches = batches = 0
@@ -126,6 +187,10 @@ def main():
         batches += 1
         patches += images.shape[0]
     seconds = time.perf_counter() - start if start else 0.0
+    if args.json:
+        print(json.dumps({"batches": batches, "patches": patches, "malformed": client.malformed,
+                          "patches_per_s": patches / seconds if seconds > 0 else 0.0}))
+        return
     line = f"python client: {batches} batches, {patches} patches, {client.malformed} malformed dropped"
     if args.bench and seconds > 0:
         line += f", {patches / seconds:.0f} patches/s (float32 conversion included)"

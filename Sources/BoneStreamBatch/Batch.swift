@@ -22,11 +22,12 @@ public struct Batch: Sendable, Equatable {
         return [Data(header.encoded()), Data(pixels), labelBytes]
     }
 
-    /// Checks the three frames of a message without copying the pixels; returns the header.
+    /// Checks the three frames of a message without copying the pixels; returns the header. A
+    /// shared-pixels message's frame 1 (a slot reference) is the transport's to check.
     public static func validate(frames: [Data]) throws -> BatchHeader {
         guard frames.count == 3 else { throw WireError.malformed("\(frames.count) frames, expected 3 (header, pixels, labels)") }
         let header = try frames[0].withUnsafeBytes { try BatchHeader(decoding: $0) }
-        guard frames[1].count == header.pixelBytes else {
+        guard header.sharedPixels || frames[1].count == header.pixelBytes else {
             throw WireError.malformed("pixel frame is \(frames[1].count) bytes, the header announces \(header.pixelBytes)")
         }
         guard frames[2].count == Int(header.count) * SampleLabel.size else {
@@ -38,12 +39,24 @@ public struct Batch: Sendable, Equatable {
         return header
     }
 
-    /// Parses and checks the three frames of a message.
+    /// Parses and checks the three frames of a message whose pixels travel inline.
     public init(frames: [Data]) throws {
         let header = try Batch.validate(frames: frames)
-        let labels = try frames[2].withUnsafeBytes { raw in
+        guard !header.sharedPixels else { throw WireError.malformed("pixels in shared memory: resolve them with the transport") }
+        self.init(header: header, pixels: [UInt8](frames[1]), labels: try Batch.labels(header: header, frames: frames))
+    }
+
+    /// Parses the header and labels of `frames` and copies `pixels`, wherever the transport found them.
+    public init(header: BatchHeader, frames: [Data], pixels: UnsafeRawBufferPointer) throws {
+        guard pixels.count == header.pixelBytes else {
+            throw WireError.malformed("\(pixels.count) pixel bytes, the header announces \(header.pixelBytes)")
+        }
+        self.init(header: header, pixels: [UInt8](pixels), labels: try Batch.labels(header: header, frames: frames))
+    }
+
+    private static func labels(header: BatchHeader, frames: [Data]) throws -> [SampleLabel] {
+        try frames[2].withUnsafeBytes { raw in
             try (0..<Int(header.count)).map { try SampleLabel(decoding: raw.baseAddress! + $0 * SampleLabel.size) }
         }
-        self.init(header: header, pixels: [UInt8](frames[1]), labels: labels)
     }
 }

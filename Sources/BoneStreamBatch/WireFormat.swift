@@ -13,6 +13,8 @@ public struct BatchHeader: Sendable, Equatable {
 
     /// Bit 0: the batch was replayed from a shard rather than made live.
     public static let flagReplayed: UInt16 = 1
+    /// Bit 1: the pixels wait in a shared-memory slot and frame 1 is a slot reference (docs/protocol.md).
+    public static let flagSharedPixels: UInt16 = 2
 
     public var kind: Kind
     public var dtype: DType = .uint8
@@ -41,6 +43,9 @@ public struct BatchHeader: Sendable, Equatable {
         self.configHash = configHash
         self.flags = flags
     }
+
+    /// True when frame 1 is a shared-memory slot reference rather than the pixels.
+    public var sharedPixels: Bool { flags & BatchHeader.flagSharedPixels != 0 }
 
     /// Bytes of the pixel frame this header announces.
     public var pixelBytes: Int { Int(count) * Int(height) * Int(width) }

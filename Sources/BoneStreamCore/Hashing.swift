@@ -44,6 +44,8 @@ public enum Hashing {
 
         public mutating func update(_ data: Data) { hasher.update(data: data) }
 
+        public mutating func update(_ bytes: UnsafeRawBufferPointer) { hasher.update(bufferPointer: bytes) }
+
         public func finalize() -> Data { Data(hasher.finalize()) }
     }
 }

@@ -125,6 +125,8 @@ public enum PipelineSchema {
                 ConfigKey("stream.data", .string, .string("ipc://work/stream-data"),
                           "The consumer's data endpoint (the consumer binds; workers connect)."),
                 ConfigKey("stream.credit", .int(1...4096), .int(16), "Batches a consumer lets be in flight towards it: the bound on every queue."),
+                ConfigKey("stream.shared_memory", .bool, .bool(true),
+                          "With an ipc:// data endpoint, workers write pixels into slots in /dev/shm and send only a reference (no pixel crosses a socket); false sends pixels inline. Every BoneStream consumer reads both."),
             ]),
     ]
 

@@ -40,7 +40,7 @@ public struct BatchID: Hashable, Sendable, Comparable, CustomStringConvertible {
 
 /// Commands on the coordinator's control socket (docs/protocol.md). The first frame after the
 /// routing id is the command word; any frame that is not one of these is logged and dropped.
-public enum Command: String, Sendable {
+public enum Command: String, Sendable, CaseIterable {
     // worker -> coordinator
     case hello = "HELLO", ready = "READY", heartbeat = "HEARTBEAT", done = "DONE"
     // consumer -> coordinator
@@ -50,11 +50,15 @@ public enum Command: String, Sendable {
     // coordinator -> worker / consumer / client
     case welcome = "WELCOME", work = "WORK", bye = "BYE", end = "END", reply = "REPLY"
 
-    public var frame: Data { Data(rawValue.utf8) }
+    // Thousands of control messages a second: words are looked up as bytes, never decoded as text.
+    private static let frames: [Command: Data] = Dictionary(uniqueKeysWithValues: allCases.map { ($0, Data($0.rawValue.utf8)) })
+    private static let byFrame: [Data: Command] = Dictionary(uniqueKeysWithValues: allCases.map { (Data($0.rawValue.utf8), $0) })
+
+    public var frame: Data { Command.frames[self]! }
 
     public init?(frame: Data) {
-        guard frame.count <= 16, let text = String(data: frame, encoding: .utf8) else { return nil }
-        self.init(rawValue: text)
+        guard frame.count <= 16, let command = Command.byFrame[frame] else { return nil }
+        self = command
     }
 }
 

@@ -60,7 +60,7 @@ public final class Coordinator {
         var retiring = false
         /// When it last got work: the ready worker that waited longest goes first, so work spreads
         /// over every worker, new ones included, even when credit is the bottleneck.
-        var lastAssigned = Date.distantPast
+        var lastAssigned = 0
     }
 
     private let options: CoordinatorOptions
@@ -81,7 +81,9 @@ public final class Coordinator {
     private var stopping = false
     private let started = Date()
     private var samplesAcknowledged = 0
-    private var batchesByWorker: [String: Int] = [:]
+    private var batchesByWorker: [Data: Int] = [:]
+    /// Counts assignments, to order workers by when they last got work.
+    private var assignments = 0
 
     public init(options: CoordinatorOptions, config: PipelineConfig, logger: Logger) throws {
         self.options = options
@@ -110,7 +112,9 @@ public final class Coordinator {
         return CoordinatorStatus(epoch: current, epochs: options.epochs, acknowledged: acknowledged.count, total: sequence.count,
                                  inFlight: inFlight.count, workers: workers.count, localWorkers: localProcesses.filter(\.isRunning).count,
                                  credit: credit, patchesPerSecond: Double(samplesAcknowledged) / max(Date().timeIntervalSince(started), 1e-9),
-                                 redispatched: redispatched, droppedMessages: dropped, batchesByWorker: batchesByWorker)
+                                 redispatched: redispatched, droppedMessages: dropped,
+                                 batchesByWorker: Dictionary(batchesByWorker.map { (String(decoding: $0.key, as: UTF8.self), $0.value) },
+                                                             uniquingKeysWith: +))
     }
 
     /// Runs until every planned batch is acknowledged, or a stop has drained in-flight work.
@@ -119,15 +123,25 @@ public final class Coordinator {
         let control = try ZMQSocket(context, .router)
         try control.bind(options.controlEndpoint)
         logger.info("coordinator: \(sequence.count) batches over \(options.epochs) epoch(s); control \(options.controlEndpoint), data \(options.dataEndpoint)")
+        // Slot files of workers killed in an earlier run; and at the end, of any killed in this one.
+        SharedMemory.sweepStale()
         scale(to: options.localWorkers)
-        defer { shutDownLocalWorkers() }
+        defer {
+            shutDownLocalWorkers()
+            SharedMemory.sweepStale()
+        }
         while true {
             if shouldStop() && !stopping {
                 logger.info("coordinator: stopping; draining \(inFlight.count) batch(es) in flight")
                 stopping = true
             }
-            if let frames = try control.receive(timeoutMs: 100) {
+            // Everything that has arrived, then one dispatch round: thousands of messages a second
+            // at full speed.
+            var timeout = 100
+            for _ in 0..<512 {
+                guard let frames = try control.receive(timeoutMs: timeout) else { break }
                 handle(frames, on: control)
+                timeout = 0
             }
             expireWorkers()
             try dispatch(on: control)
@@ -160,10 +174,12 @@ public final class Coordinator {
         case .heartbeat:
             workers[peer]?.lastSeen = Date()
         case .done:
+            // DONE also means ready for one more.
             workers[peer]?.lastSeen = Date()
+            workers[peer]?.ready += 1
             if frames.count == 3, let id = BatchID(decoding: frames[2]) {
                 inFlight[id]?.sent = true
-                batchesByWorker[String(decoding: peer, as: UTF8.self), default: 0] += 1
+                batchesByWorker[peer, default: 0] += 1
             } else {
                 dropped += 1
             }
@@ -171,15 +187,22 @@ public final class Coordinator {
             consumer = peer
             if frames.count == 3, let n = UInt32(frame: frames[2]), n <= 1 << 20 { credit += Int(n) } else { dropped += 1 }
         case .ack:
+            // One or more batch ids.
             consumer = peer
-            guard frames.count == 3, let id = BatchID(decoding: frames[2]), samplesPerBatch[id] != nil else {
+            guard frames.count >= 3 else {
                 dropped += 1
                 return
             }
-            credit += 1  // every batch taken frees one slot
-            inFlight[id] = nil
-            if acknowledged.insert(id).inserted { samplesAcknowledged += samplesPerBatch[id]! }
-            requeued.removeAll { $0 == id }
+            for frame in frames[2...] {
+                guard let id = BatchID(decoding: frame), samplesPerBatch[id] != nil else {
+                    dropped += 1
+                    continue
+                }
+                credit += 1  // every batch taken frees one slot
+                inFlight[id] = nil
+                if acknowledged.insert(id).inserted { samplesAcknowledged += samplesPerBatch[id]! }
+                if !requeued.isEmpty { requeued.removeAll { $0 == id } }
+            }
         case .status:
             let json = (try? JSONFile.encode(status)) ?? Data()
             _ = try? control.send([peer, Command.reply.frame, json])
@@ -202,12 +225,18 @@ public final class Coordinator {
     /// Hands work to ready workers while the consumer has credit.
     private func dispatch(on control: ZMQSocket) throws {
         let now = Date()
-        // Sent but never acknowledged: give it to someone again (the consumer drops duplicates).
-        for (id, assignment) in inFlight where assignment.sent && now.timeIntervalSince(assignment.since) > options.deliveryTimeout {
+        // Handed out long ago and never acknowledged (sent and lost, or held by a worker that is alive
+        // but stuck): give it to someone again (the consumer drops duplicates).
+        for (id, assignment) in inFlight where now.timeIntervalSince(assignment.since) > options.deliveryTimeout {
             inFlight[id] = nil
             requeued.append(id)
             credit += 1
             redispatched += 1
+        }
+        // Each round gives a worker all the ids it gets in one WORK message.
+        var assigned: [Data: [Data]] = [:]
+        defer {
+            for (worker, ids) in assigned { _ = try? control.send([worker, Command.work.frame] + ids) }
         }
         while credit > 0 && !stopping {
             guard let worker = workers.filter({ $0.value.ready > 0 && !$0.value.retiring })
@@ -222,9 +251,10 @@ public final class Coordinator {
                 return
             }
             if acknowledged.contains(id) { continue }
-            try control.send([worker, Command.work.frame, id.encoded])
+            assigned[worker, default: []].append(id.encoded)
             workers[worker]!.ready -= 1
-            workers[worker]!.lastAssigned = now
+            assignments += 1
+            workers[worker]!.lastAssigned = assignments
             inFlight[id] = Assignment(worker: worker, since: now)
             credit -= 1
         }

@@ -42,7 +42,7 @@ public final class Worker {
     private let logger: Logger
     private let parentPID: pid_t?
     /// Batches requested ahead, so a worker is never idle while a request travels.
-    private let prefetch = 2
+    private let prefetch = 8
 
     public init(controlEndpoint: String, logger: Logger, parentPID: pid_t? = nil) {
         self.controlEndpoint = controlEndpoint
@@ -83,16 +83,90 @@ public final class Worker {
         try data.connect(dataEndpoint)
         logger.info("worker \(getpid()): connected to \(controlEndpoint), sending to \(dataEndpoint)")
 
-        for _ in 0..<prefetch { try control.send([Command.ready.frame]) }
-        var lastHeartbeat = Date()
-        var lastHeard = Date()
         let patchBytes = setup.builder.settings.grid.patchSize * setup.builder.settings.grid.patchSize
         let batchSize = setup.builder.settings.batchSize
-        while !shouldStop() {
+        // Same host (ipc://): pixels go into shared-memory slots, one per batch that can be in flight
+        // from here (the consumer's credit, plus this worker's requests ahead).
+        var slots: SharedSlotFile?
+        if config.bool("stream.shared_memory") && dataEndpoint.hasPrefix("ipc://") {
+            do {
+                slots = try SharedSlotFile(slots: config.int("stream.credit") + prefetch, slotBytes: batchSize * patchBytes)
+            } catch {
+                logger.warning("worker \(getpid()): \(error); sending pixels over the socket instead")
+            }
+        }
+        // Leaving: let the consumer read what it was sent before the slot file goes.
+        defer { slots?.drain(seconds: 5) }
+        let labels = MessageBuffer(count: batchSize * SampleLabel.size)
+        var lastHeartbeat = Date()
+        var buildTime = Duration.zero
+        var built = 0
+        defer {
+            let microseconds = Double(buildTime.components.seconds) * 1e6 + Double(buildTime.components.attoseconds) * 1e-12
+            logger.info("worker \(getpid()): \(built) patches, \(String(format: "%.1f", microseconds / Double(max(built, 1)))) µs per patch building")
+        }
+        func heartbeatIfDue() throws {
             if Date().timeIntervalSince(lastHeartbeat) >= 1 {
                 try control.send([Command.heartbeat.frame])
                 lastHeartbeat = Date()
             }
+        }
+
+        /// Makes batch `id` and pushes it; false when the worker must stop.
+        func make(_ id: BatchID) throws -> Bool {
+            try heartbeatIfDue()
+            let plan = setup.builder.plan(id.kind, epoch: Int(id.epoch))
+            guard Int(id.index) < plan.batchCount else {
+                logger.warning("worker: WORK for \(id), which the plan does not have")
+                return true
+            }
+            let message: [MessageBuffer]
+            var slot: Int?
+            if let slots {
+                // Waits while every slot is with the consumer; heartbeats keep going meanwhile.
+                guard let taken = slots.acquire(shouldGiveUp: {
+                    try? heartbeatIfDue()
+                    return shouldStop() || parentGone()
+                }) else { return false }
+                slot = taken
+                let t0 = ContinuousClock.now
+                var header = setup.builder.build(id.kind, epoch: Int(id.epoch), batch: Int(id.index),
+                                                 pixels: slots.bytes(taken).assumingMemoryBound(to: UInt8.self), labels: labels.base)
+                buildTime += ContinuousClock.now - t0
+                built += Int(header.count)
+                header.flags |= BatchHeader.flagSharedPixels
+                let reference = slots.reference(slot: taken, length: header.pixelBytes)
+                message = [MessageBuffer(copying: Data(header.encoded())), MessageBuffer(copying: Data(reference.encoded())),
+                           MessageBuffer(copying: Data(bytes: labels.base, count: Int(header.count) * SampleLabel.size))]
+            } else {
+                // libzmq frees a sent buffer when it is done with it: a fresh one per batch.
+                let pixels = MessageBuffer(count: batchSize * patchBytes)
+                let t0 = ContinuousClock.now
+                let header = setup.builder.build(id.kind, epoch: Int(id.epoch), batch: Int(id.index),
+                                                 pixels: pixels.base.assumingMemoryBound(to: UInt8.self), labels: labels.base)
+                buildTime += ContinuousClock.now - t0
+                built += Int(header.count)
+                let n = Int(header.count)
+                // A short last batch sends only its filled part.
+                let pixelFrame = n == batchSize ? pixels : MessageBuffer(copying: Data(bytes: pixels.base, count: n * patchBytes))
+                message = [MessageBuffer(copying: Data(header.encoded())), pixelFrame,
+                           MessageBuffer(copying: Data(bytes: labels.base, count: n * SampleLabel.size))]
+            }
+            while try !data.send(buffers: message) {
+                if shouldStop() || parentGone() {
+                    if let slot { slots?.release(slot) }
+                    return false
+                }
+            }
+            // DONE also asks for the next batch.
+            try control.send([Command.done.frame, id.encoded])
+            return true
+        }
+
+        for _ in 0..<prefetch { try control.send([Command.ready.frame]) }
+        var lastHeard = Date()
+        while !shouldStop() {
+            try heartbeatIfDue()
             if parentGone() { return }
             if Date().timeIntervalSince(lastHeard) > 30 {
                 throw StreamError("the coordinator at \(controlEndpoint) has been silent for 30 s")
@@ -105,28 +179,14 @@ public final class Worker {
             }
             switch command {
             case .work:
-                guard frames.count == 2, let id = BatchID(decoding: frames[1]) else {
-                    logger.warning("worker: dropped a malformed WORK message")
-                    continue
+                // One or more batch ids.
+                for frame in frames.dropFirst() {
+                    guard let id = BatchID(decoding: frame) else {
+                        logger.warning("worker: dropped a malformed WORK id")
+                        continue
+                    }
+                    if try !make(id) { return }
                 }
-                let plan = setup.builder.plan(id.kind, epoch: Int(id.epoch))
-                guard Int(id.index) < plan.batchCount else {
-                    logger.warning("worker: WORK for \(id), which the plan does not have")
-                    continue
-                }
-                let pixels = MessageBuffer(count: batchSize * patchBytes), labels = MessageBuffer(count: batchSize * SampleLabel.size)
-                let header = setup.builder.build(id.kind, epoch: Int(id.epoch), batch: Int(id.index),
-                                                 pixels: pixels.base.assumingMemoryBound(to: UInt8.self), labels: labels.base)
-                let headerBuffer = MessageBuffer(copying: Data(header.encoded()))
-                let n = Int(header.count)
-                // A short last batch sends only its filled part.
-                let pixelFrame = n == batchSize ? pixels : MessageBuffer(copying: Data(bytes: pixels.base, count: n * patchBytes))
-                let labelFrame = n == batchSize ? labels : MessageBuffer(copying: Data(bytes: labels.base, count: n * SampleLabel.size))
-                while try !data.send(buffers: [headerBuffer, pixelFrame, labelFrame]) {
-                    if shouldStop() || parentGone() { return }
-                }
-                try control.send([Command.done.frame, id.encoded])
-                try control.send([Command.ready.frame])
             case .bye:
                 logger.info("worker \(getpid()): asked to leave")
                 return

@@ -161,11 +161,23 @@ struct BenchCommand: ParsableCommand {
 extension BenchCommand {
     struct Stream: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Patches/s at a sink with 1 and 2 local workers, from the cache `bonestream run` made, beside bench augment's 2-core rate.")
+            abstract: "Patches/s at a sink with 1 and 2 local workers, from the cache `bonestream run` made, beside the Python references and bench augment's 2-core rate, all measured in this run.")
         @OptionGroup var global: GlobalOptions
 
         @Option(help: "Training samples per measured stream.")
         var samples = 80_000
+
+        @Option(help: "Samples for the PyTorch DataLoader reference (it is slow).")
+        var torchSamples = 12_000
+
+        @Flag(help: "Measure BoneStream only, without the Python references.")
+        var noPython = false
+
+        @Option(help: "Python interpreter for the references.")
+        var python = "python3"
+
+        @Option(help: "Folder holding bench_stream_python.py, bench_torch_loader.py and bonestream_client.py.")
+        var tools = "tools"
 
         @Flag(help: "Print one JSON object with every figure.")
         var json = false
@@ -176,17 +188,23 @@ extension BenchCommand {
                 let folder = NSTemporaryDirectory() + "bonestream-bench-stream-\(getpid())"
                 try FileManager.default.createDirectory(atPath: folder, withIntermediateDirectories: true)
                 defer { try? FileManager.default.removeItem(atPath: folder) }
+                let control = "ipc://\(folder)/control", data = "ipc://\(folder)/data"
                 try config.apply(assignments: ["stream.samples_per_epoch=\(samples)", "stream.epochs=1", "stream.validation=false",
-                                               "stream.control=ipc://\(folder)/control", "stream.data=ipc://\(folder)/data"])
-                var results: [String: Double] = [:]
-                for workers in [1, 2] {
-                    try config.apply(assignments: ["stream.workers=\(workers)"])
-                    let report = try Stages.streamReport(config)
-                    results["\(workers)_workers"] = report.patchesPerSecond
-                }
-                // The same pool's raw augmentation rate on two cores, measured now.
+                                               "stream.control=\(control)", "stream.data=\(data)"])
                 let setup = try ProducerSetup(config: config)
                 let builder = setup.builder
+                let pool = config.strings("augment.pool")
+                var results: [String: Double] = [:]
+                func ours(_ key: String, workers: Int, sharedMemory: Bool = true, readPixels: Bool = true) throws {
+                    try config.apply(assignments: ["stream.workers=\(workers)", "stream.shared_memory=\(sharedMemory)"])
+                    results[key] = try Stages.streamReport(config, readPixels: readPixels).patchesPerSecond
+                }
+                try ours("1_worker", workers: 1)
+                try ours("2_workers", workers: 2)
+                try ours("2_workers_transport_only", workers: 2, readPixels: false)
+                try ours("2_workers_socket", workers: 2, sharedMemory: false)
+
+                // The same pool's raw augmentation rate on two cores, measured now.
                 let pixels = UnsafeMutablePointer<UInt8>.allocate(capacity: builder.settings.batchSize * builder.settings.grid.patchSize * builder.settings.grid.patchSize)
                 defer { pixels.deallocate() }
                 let imageBytes = builder.cache.size * builder.cache.size
@@ -194,22 +212,78 @@ extension BenchCommand {
                 cache.withUnsafeMutableBytes { raw in
                     for slot in 0..<builder.cache.count { (raw.baseAddress! + slot * imageBytes).copyMemory(from: builder.cache.pixels(slot: slot), byteCount: imageBytes) }
                 }
-                let augment = cache.withUnsafeBufferPointer {
-                    AugmentBench.rate(base: $0.baseAddress!, images: builder.cache.count, grid: builder.settings.grid, pool: builder.settings.pool,
-                                      seconds: 1, threads: 2)
+                for (key, destinations) in [("augment_2_cores", 1), ("augment_2_cores_16_destinations", 16)] {
+                    results[key] = cache.withUnsafeBufferPointer {
+                        AugmentBench.rate(base: $0.baseAddress!, images: builder.cache.count, grid: builder.settings.grid, pool: builder.settings.pool,
+                                          seconds: 1, threads: 2, destinations: destinations)
+                    }
                 }
-                results["augment_2cores"] = augment
+
+                if !noPython {
+                    let cacheFolder = PreprocessOptions(config: config).cacheDirectory
+                    let poolArgument = pool.map { $0.split(separator: ":")[0] }.joined(separator: ",")
+                    results["python_pyzmq_2_producers"] = try runPython(["bench_stream_python.py", "--cache", cacheFolder, "--producers", "2",
+                                                                          "--samples", String(samples), "--pool", poolArgument, "--json"])
+                    results["python_torch_dataloader_2_workers"] = try? runPython(["bench_torch_loader.py", "--cache", cacheFolder, "--workers", "2",
+                                                                                   "--samples", String(torchSamples), "--pool", poolArgument, "--json"])
+                    // Our stream into the Python consumer (float32 conversion included).
+                    try config.apply(assignments: ["stream.workers=2", "stream.shared_memory=true"])
+                    try prepare(endpoint: data)
+                    let client = try startPython(["bonestream_client.py", "--control", control, "--data", data, "--bench", "--json"])
+                    _ = try Stages.produce(config)
+                    results["python_client_2_workers"] = try finishPython(client, "bonestream_client.py")
+                }
                 if json {
                     say(String(decoding: try JSONSerialization.data(withJSONObject: results, options: [.sortedKeys]), as: UTF8.self))
                     return
                 }
-                say("stream: \(samples) patches of \(builder.settings.grid.patchSize)x\(builder.settings.grid.patchSize), pool \(config.strings("augment.pool").joined(separator: "+")), batches of \(builder.settings.batchSize), credit \(config.int("stream.credit")), ipc://")
-                var table = Table(columns: ["measure", "patches/s", "vs augment, 2 cores", "ratio"])
-                table.add("sink, 1 worker", results["1_workers"]!, augment)
-                table.add("sink, 2 workers", results["2_workers"]!, augment)
-                table.add("bench augment, 2 cores (no transport)", augment, nil)
+                say("stream: \(samples) patches of \(builder.settings.grid.patchSize)x\(builder.settings.grid.patchSize), pool \(pool.joined(separator: "+")), batches of \(builder.settings.batchSize), credit \(config.int("stream.credit")), ipc://, \(ProcessInfo.processInfo.activeProcessorCount) cores")
+                let python = results["python_pyzmq_2_producers"]
+                let augment = results["augment_2_cores"]!
+                var table = Table(columns: ["measure", "patches/s", "x strongest Python", "of augment, 2 cores"])
+                func row(_ name: String, _ key: String) {
+                    guard let value = results[key] else { return }
+                    table.rows.append([name, Table.format(value), python.map { String(format: "%.2fx", value / $0) } ?? "-",
+                                       String(format: "%.0f%%", 100 * value / augment)])
+                }
+                row("bonestream, 1 worker (sink reads every pixel)", "1_worker")
+                row("bonestream, 2 workers (sink reads every pixel)", "2_workers")
+                row("bonestream, 2 workers, transport only (sink reads no pixel)", "2_workers_transport_only")
+                row("bonestream, 2 workers, pixels through the socket", "2_workers_socket")
+                row("bonestream, 2 workers -> Python client (float32 out)", "python_client_2_workers")
+                row("python: 2 pyzmq producers -> consumer (strongest)", "python_pyzmq_2_producers")
+                row("python: PyTorch DataLoader + OpenCV, 2 workers", "python_torch_dataloader_2_workers")
+                row("bench augment, 2 cores (no transport; output stays in cache)", "augment_2_cores")
+                row("augment, 2 cores, output leaving the cache (16 batch buffers in turn)", "augment_2_cores_16_destinations")
                 say(table.render())
+                if !noPython && results["python_torch_dataloader_2_workers"] == nil { say("(PyTorch not importable: its row is missing)") }
             }
+        }
+
+        private func startPython(_ arguments: [String]) throws -> (Process, Pipe) {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = [python, tools + "/" + arguments[0]] + arguments.dropFirst()
+            process.environment = ProcessInfo.processInfo.environment.merging(["PYTHONPATH": tools]) { _, new in new }
+            let out = Pipe()
+            process.standardOutput = out
+            try process.run()
+            return (process, out)
+        }
+
+        private func finishPython(_ started: (Process, Pipe), _ script: String) throws -> Double {
+            let output = started.1.fileHandleForReading.readDataToEndOfFile()
+            started.0.waitUntilExit()
+            guard started.0.terminationStatus == 0,
+                  let object = try? JSONSerialization.jsonObject(with: output) as? [String: Any],
+                  let rate = object["patches_per_s"] as? Double else {
+                throw BenchError(message: "\(tools)/\(script) failed (exit \(started.0.terminationStatus)); it needs python3 with numpy and pyzmq (and opencv-python-headless, torch for the references), or pass --no-python")
+            }
+            return rate
+        }
+
+        private func runPython(_ arguments: [String]) throws -> Double {
+            try finishPython(try startPython(arguments), arguments[0])
         }
     }
 }
@@ -263,19 +337,25 @@ struct BenchError: Error, CustomStringConvertible {
 /// The augmentation hot loop as a worker runs it: draw (image, patch, augmentation) from the
 /// counter-based generator, write the patch into its batch slot.
 enum AugmentBench {
-    static func rate(base: UnsafePointer<UInt8>, images: Int, grid: PatchGrid, pool: AugmentationPool, seconds: Double, threads: Int) -> Double {
+    /// `destinations` batch buffers are filled in turn: 1 keeps the output in cache; more make it
+    /// leave the cache, as it must when anything consumes it.
+    static func rate(base: UnsafePointer<UInt8>, images: Int, grid: PatchGrid, pool: AugmentationPool, seconds: Double, threads: Int,
+                     destinations: Int = 1) -> Double {
         let address = UInt(bitPattern: base)  // a plain integer crosses into the worker threads
         let counts = Parallel.map(count: threads) { thread -> Double in
             let base = UnsafePointer<UInt8>(bitPattern: address)!
             let augmenter = PatchAugmenter(grid: grid)
             let patchBytes = grid.patchSize * grid.patchSize
-            let batch = UnsafeMutablePointer<UInt8>.allocate(capacity: 40 * patchBytes)
-            defer { batch.deallocate() }
+            let batches = UnsafeMutablePointer<UInt8>.allocate(capacity: destinations * 40 * patchBytes)
+            defer { batches.deallocate() }
+            var round = 0
             let imageBytes = grid.imageSize * grid.imageSize
             var sample: UInt64 = 0
             let start = ContinuousClock.now
             let deadline = start + .milliseconds(Int(seconds * 1000))
             while ContinuousClock.now < deadline {
+                let batch = batches + (round % destinations) * 40 * patchBytes
+                round += 1
                 for slot in 0..<40 {
                     var random = CounterRandom(seed: 7, UInt64(thread), sample)
                     sample += 1

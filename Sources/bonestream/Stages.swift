@@ -58,30 +58,38 @@ enum Stages {
     /// The coordinator with its local workers and a sink, in this process: the stream end to end.
     static func stream(_ config: PipelineConfig) throws {
         let (report, status) = try streamRun(config)
-        say(String(format: "stream: %d of %d batches delivered, %d patches in %.2f s: %.0f patches/s, %.0f MB/s; %d duplicates dropped, %d gaps",
-                   report.batches, status.total, report.samples, report.seconds, report.patchesPerSecond, report.megabytesPerSecond,
-                   report.duplicatesDropped, report.gaps))
+        let path = report.sharedMemoryBatches == report.batches ? "shared memory" : "socket"
+        say(String(format: "stream: %d of %d batches delivered, %d patches in %.2f s: %.0f patches/s, %.0f MB/s of pixels read ",
+                   report.batches, status.total, report.samples, report.seconds, report.patchesPerSecond, report.megabytesPerSecond)
+            + "(\(path)); " + String(format: "%d duplicates dropped, %d gaps, mean gray %.1f", report.duplicatesDropped, report.gaps, report.meanPixel))
     }
 
     /// The sink's report of one stream run (for benchmarks).
-    static func streamReport(_ config: PipelineConfig) throws -> SinkReport {
-        try streamRun(config).0
+    static func streamReport(_ config: PipelineConfig, readPixels: Bool = true) throws -> SinkReport {
+        try streamRun(config, readPixels: readPixels).0
     }
 
-    private static func streamRun(_ config: PipelineConfig) throws -> (SinkReport, CoordinatorStatus) {
+    /// The coordinator and its local workers in this process, for a consumer running elsewhere.
+    static func produce(_ config: PipelineConfig) throws -> CoordinatorStatus {
         try prepare(endpoint: config.string("stream.control"))
         try prepare(endpoint: config.string("stream.data"))
-        let sink = Sink(dataEndpoint: config.string("stream.data"), controlEndpoint: config.string("stream.control"),
-                        credit: config.int("stream.credit"), logger: Log.logger("sink"))
-        let box = SinkBox(sink)
-        let thread = Thread { box.run() }
-        thread.start()
         let options = CoordinatorOptions(controlEndpoint: config.string("stream.control"), dataEndpoint: config.string("stream.data"),
                                          epochs: config.int("stream.epochs"), validation: config.bool("stream.validation"),
                                          localWorkers: max(1, config.int("stream.workers")), executable: ownExecutable())
         var coordinatorLogger = Log.logger("produce")
         coordinatorLogger.logLevel = .warning
-        let status = try Coordinator(options: options, config: config, logger: coordinatorLogger).run()
+        return try Coordinator(options: options, config: config, logger: coordinatorLogger).run()
+    }
+
+    private static func streamRun(_ config: PipelineConfig, readPixels: Bool = true) throws -> (SinkReport, CoordinatorStatus) {
+        try prepare(endpoint: config.string("stream.data"))
+        let sink = Sink(dataEndpoint: config.string("stream.data"), controlEndpoint: config.string("stream.control"),
+                        credit: config.int("stream.credit"), logger: Log.logger("sink"))
+        sink.readPixels = readPixels
+        let box = SinkBox(sink)
+        let thread = Thread { box.run() }
+        thread.start()
+        let status = try produce(config)
         box.done.wait()
         let report = try box.result.get()
         if report.gaps > 0 || status.acknowledged != status.total {

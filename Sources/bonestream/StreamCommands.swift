@@ -93,6 +93,9 @@ struct SinkCommand: ParsableCommand {
     @Flag(help: "Hash every batch and report one digest of the stream (to compare runs; costs throughput).")
     var digest = false
 
+    @Flag(help: "Do not read the pixels (no mean gray): measures the transport alone.")
+    var skipPixels = false
+
     func run() throws {
         try reportingErrors {
             let config = try global.load(flags: [("stream.data", bind, "--bind")])
@@ -102,13 +105,14 @@ struct SinkCommand: ParsableCommand {
                             credit: config.int("stream.credit"), logger: Log.logger("sink"))
             sink.delayPerBatch = Double(delayMs) / 1000
             sink.computeDigest = digest
+            sink.readPixels = !skipPixels
             let report = try sink.run(shouldStop: { StopSignal.isRaised })
             if json {
                 say(String(decoding: try JSONFile.encode(report), as: UTF8.self).replacingOccurrences(of: "\n", with: " "))
             } else {
-                say(String(format: "sink: %d batches, %d patches, %.0f patches/s, %.1f MB/s, %d duplicates dropped, %d malformed dropped, %d gaps",
-                           report.batches, report.samples, report.patchesPerSecond, report.megabytesPerSecond,
-                           report.duplicatesDropped, report.malformedDropped, report.gaps))
+                say(String(format: "sink: %d batches (%d through shared memory), %d patches, %.0f patches/s, %.1f MB/s, %d duplicates dropped, %d malformed dropped, %d gaps, mean gray %.1f",
+                           report.batches, report.sharedMemoryBatches, report.samples, report.patchesPerSecond, report.megabytesPerSecond,
+                           report.duplicatesDropped, report.malformedDropped, report.gaps, report.meanPixel))
             }
         }
     }
@@ -131,8 +135,20 @@ struct StatusCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "status", abstract: "Show a running coordinator's epoch, progress, workers, credit and rate.")
     @OptionGroup var global: GlobalOptions
 
+    @Flag(help: "Print the coordinator's JSON as it is.")
+    var json = false
+
     func run() throws {
-        try reportingErrors { say(try ControlClient.request(try global.load(), [Command.status.frame])) }
+        try reportingErrors {
+            let reply = try ControlClient.request(try global.load(), [Command.status.frame])
+            guard !json else { return say(reply) }
+            let s = try JSONDecoder().decode(CoordinatorStatus.self, from: Data(reply.utf8))
+            let byWorker = s.batchesByWorker.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+            say(String(format: "epoch %d of %d: %d of %d batches acknowledged (%.1f%%), %.0f patches/s", s.epoch + 1, s.epochs,
+                       s.acknowledged, s.total, 100 * Double(s.acknowledged) / Double(max(s.total, 1)), s.patchesPerSecond))
+            say("workers: \(s.workers) connected, \(s.localWorkers) of them local; batches sent: \(byWorker.isEmpty ? "none yet" : byWorker)")
+            say("in flight: \(s.inFlight) batches; consumer credit left: \(s.credit); handed out again: \(s.redispatched); malformed messages dropped: \(s.droppedMessages)")
+        }
     }
 }
 

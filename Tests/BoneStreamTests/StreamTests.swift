@@ -46,6 +46,8 @@ import Testing
         var malformedDropped: Int
         var gaps: Int
         var digest: String
+        var sharedMemoryBatches: Int
+        var meanPixel: Double
     }
 
     /// Waits for a process with a deadline, killing it if it overstays.
@@ -62,9 +64,9 @@ import Testing
         return try JSONDecoder().decode(SinkResult.self, from: Data(line.utf8))
     }
 
-    private func stream(_ dir: TemporaryDirectory, workers: Int, sinkArgs: [String] = []) throws -> (SinkResult, String) {
+    private func stream(_ dir: TemporaryDirectory, workers: Int, sinkArgs: [String] = [], produceArgs: [String] = []) throws -> (SinkResult, String) {
         let (sink, sinkOut, _) = try startBonestream(["sink", "--json", "--quiet", "--digest"] + sinkArgs, in: dir.path)
-        let (produce, produceOut, _) = try startBonestream(["produce", "--workers", String(workers), "--quiet"], in: dir.path)
+        let (produce, produceOut, _) = try startBonestream(["produce", "--workers", String(workers), "--quiet"] + produceArgs, in: dir.path)
         let produced = finish(produce, produceOut)
         return (try sinkResult(finish(sink, sinkOut)), produced)
     }
@@ -78,6 +80,12 @@ import Testing
         let (three, _) = try stream(dir, workers: 3)
         #expect(three.samples == expected && three.gaps == 0)
         #expect(!one.digest.isEmpty && three.digest == one.digest, "the same seed gives the same batches whatever the number of workers")
+        // ipc:// goes through shared memory by default; pixels through the socket are the same bytes.
+        #expect(one.sharedMemoryBatches == one.batches && three.sharedMemoryBatches == three.batches)
+        let (socket, _) = try stream(dir, workers: 2, produceArgs: ["--set", "stream.shared_memory=false"])
+        #expect(socket.samples == expected && socket.gaps == 0 && socket.sharedMemoryBatches == 0)
+        #expect(socket.digest == one.digest, "shared memory and the socket deliver the same batches")
+        #expect(socket.meanPixel == one.meanPixel && one.meanPixel > 5 && one.meanPixel < 250, "the sink read real pixels: \(one.meanPixel)")
     }
 
     @Test func aWorkerKilledMidEpochLosesNoSample() throws {
@@ -97,6 +105,10 @@ import Testing
         #expect(result.samples == expected, "\(produced)")
         #expect(result.gaps == 0)
         survivor.waitUntilExit()
+        // The coordinator removed the killed worker's shared-memory slot file on its way out.
+        let left = try FileManager.default.contentsOfDirectory(atPath: SharedMemory.directory)
+            .filter { $0.hasPrefix("bonestream-\(victim.processIdentifier)-") }
+        #expect(left.isEmpty, "\(left)")
     }
 
     @Test func malformedMessagesOnEverySocketLeaveEveryDaemonRunning() throws {
@@ -114,17 +126,30 @@ import Testing
                      [Command.done.frame], [Command.work.frame, Data(count: 12)], [Data(repeating: 0xFF, count: 4096)]] {
             try toControl.send(junk)
         }
-        for junk in [[Data("not a batch".utf8)], [Data(count: 64), Data(), Data()], [Data(), Data(), Data(), Data()]] {
+        // Shared-pixel batches whose slot references lead nowhere, or out of /dev/shm.
+        var header = BatchHeader(kind: .train, epoch: 7, batchIndex: 0, batchesInEpoch: 1, count: 1, height: 64, width: 64, seed: 1,
+                                 configHash: [UInt8](repeating: 0, count: 16))
+        header.flags = BatchHeader.flagSharedPixels
+        let label = Data(count: SampleLabel.size)
+        let nowhere = SlotReference(path: SharedMemory.directory + "/bonestream-999999999-0", fileSize: 1 << 20, slot: 0, stateOffset: 0,
+                                    offset: 4096, length: 4096)
+        var outside = nowhere
+        outside.path = "/etc/passwd"
+        for junk in [[Data("not a batch".utf8)], [Data(count: 64), Data(), Data()], [Data(), Data(), Data(), Data()],
+                     [Data(header.encoded()), Data(nowhere.encoded()), label], [Data(header.encoded()), Data(outside.encoded()), label],
+                     [Data(header.encoded()), Data("short".utf8), label]] {
             try toData.send(junk)
         }
         // The daemons answer status meanwhile.
         #expect(produce.isRunning && sink.isRunning)
-        let status = try runBonestream(["status"], in: dir.path)
+        let status = try runBonestream(["status", "--json"], in: dir.path)
         #expect(status.status == 0 && status.stdout.contains("\"inFlight\""), "\(status.stderr)")
+        let human = try runBonestream(["status"], in: dir.path)
+        #expect(human.status == 0 && human.stdout.contains("batches acknowledged") && human.stdout.contains("credit"), "\(human.stdout)")
         let produced = finish(produce, produceOut)
         let result = try sinkResult(finish(sink, sinkOut))
         #expect(result.samples == expected && result.gaps == 0, "\(produced)")
-        #expect(result.malformedDropped == 3)
+        #expect(result.malformedDropped == 6)
     }
 
     @Test func aSlowConsumerBoundsWhatIsInFlight() throws {
@@ -134,7 +159,7 @@ import Testing
         var peak = 0
         for _ in 0..<5 {
             Thread.sleep(forTimeInterval: 0.2)
-            let status = try runBonestream(["status"], in: dir.path)
+            let status = try runBonestream(["status", "--json"], in: dir.path)
             if let data = status.stdout.data(using: .utf8),
                let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any], let inFlight = object["inFlight"] as? Int {
                 peak = max(peak, inFlight)
@@ -146,7 +171,7 @@ import Testing
     }
 
     private func status(_ dir: TemporaryDirectory) throws -> [String: Any]? {
-        let result = try runBonestream(["status"], in: dir.path)
+        let result = try runBonestream(["status", "--json"], in: dir.path)
         guard result.status == 0, let data = result.stdout.data(using: .utf8) else { return nil }
         return try? JSONSerialization.jsonObject(with: data) as? [String: Any]
     }

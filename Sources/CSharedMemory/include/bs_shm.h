@@ -1,0 +1,26 @@
+// Cross-process atomics on a shared mapping: Swift's own atomics cannot address memory it did not
+// allocate, so the slot state words of a shared-memory batch file are read and written here.
+#ifndef BS_SHM_H
+#define BS_SHM_H
+#include <stdint.h>
+
+static inline uint32_t bs_load_acquire_u32(const void *p) {
+    return __atomic_load_n((const uint32_t *)p, __ATOMIC_ACQUIRE);
+}
+
+static inline void bs_store_release_u32(void *p, uint32_t value) {
+    __atomic_store_n((uint32_t *)p, value, __ATOMIC_RELEASE);
+}
+
+static inline uint64_t bs_load_relaxed_u64(const void *p) {
+    return __atomic_load_n((const uint64_t *)p, __ATOMIC_RELAXED);
+}
+
+static inline void bs_store_relaxed_u64(void *p, uint64_t value) {
+    __atomic_store_n((uint64_t *)p, value, __ATOMIC_RELAXED);
+}
+
+/// Reserves the file's blocks now, so a full tmpfs is an error here and never a SIGBUS later.
+int bs_fallocate(int fd, int64_t length);
+
+#endif
