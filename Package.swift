@@ -56,6 +56,8 @@ let package = Package(
         .target(name: "BoneStreamBatch", dependencies: ["BoneStreamCore", "BoneStreamAugment", "BoneStreamPreprocess", "BoneStreamDataset"]),
         // ZeroMQ sockets and shared-memory batch slots: the only module that knows about the transport.
         .target(name: "BoneStreamTransport", dependencies: ["CZMQ", "CSharedMemory"]),
+        // The CNN engine over OpenBLAS: layers with hand-written backward passes, the paper's models, checkpoints.
+        .target(name: "BoneStreamEngine", dependencies: ["BoneStreamCore", "COpenBLAS"], swiftSettings: kernelSettings),
         // The streaming daemons: coordinator, worker, sink.
         .target(name: "BoneStreamStream", dependencies: ["BoneStreamCore", "BoneStreamAugment", "BoneStreamBatch", "BoneStreamTransport",
                                                          "BoneStreamPreprocess", "BoneStreamDataset",
@@ -64,14 +66,14 @@ let package = Package(
         // The one thin executable.
         .executableTarget(name: "bonestream", dependencies: [
             "BoneStreamCore", "BoneStreamImage", "BoneStreamPhantoms", "BoneStreamDataset", "BoneStreamSplit",
-            "BoneStreamPreprocess", "BoneStreamAugment", "BoneStreamBatch", "BoneStreamTransport", "BoneStreamStream",
+            "BoneStreamPreprocess", "BoneStreamAugment", "BoneStreamBatch", "BoneStreamTransport", "BoneStreamStream", "BoneStreamEngine",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: cpuDefine),
 
         .testTarget(name: "BoneStreamTests", dependencies: [
             "BoneStreamCore", "BoneStreamImage", "BoneStreamPhantoms", "BoneStreamDataset", "BoneStreamSplit",
-            "BoneStreamPreprocess", "BoneStreamAugment", "BoneStreamBatch", "BoneStreamTransport", "BoneStreamStream", "bonestream", "ZIPFoundation",
+            "BoneStreamPreprocess", "BoneStreamAugment", "BoneStreamBatch", "BoneStreamTransport", "BoneStreamStream", "BoneStreamEngine", "bonestream", "ZIPFoundation",
         ]),
     ],
     swiftLanguageModes: [.v6]

@@ -1,0 +1,289 @@
+// 2-D convolution, Keras semantics: `same` padding puts the odd pixel at the bottom/right; weights in
+// PyTorch's OIHW layout; bias optional. Forward is im2col + sgemm over chunks of images.
+import Foundation
+
+public enum Padding: String, Sendable {
+    case same, valid
+
+    /// Output size and padding before, for one dimension.
+    func geometry(input: Int, kernel: Int, stride: Int) -> (output: Int, before: Int) {
+        switch self {
+        case .valid:
+            return ((input - kernel) / stride + 1, 0)
+        case .same:
+            let output = (input + stride - 1) / stride
+            let total = max((output - 1) * stride + kernel - input, 0)
+            return (output, total / 2)
+        }
+    }
+}
+
+public final class Conv2D: Layer {
+    public let filters: Int, kernelH: Int, kernelW: Int, strideH: Int, strideW: Int
+    public let padding: Padding
+    public let useBias: Bool
+    /// Input channels the weights are declared for. With `replicatedFrom1` the input has one channel
+    /// and stands for this many identical ones: the forward uses the sum of the kernels, and every
+    /// replica gets the same gradient (exact, no 3x copy).
+    public let declaredChannels: Int
+    public let replicatedFrom1: Bool
+    private var weight: UnsafeMutablePointer<Float>!, weightGrad: UnsafeMutablePointer<Float>!
+    private var bias: UnsafeMutablePointer<Float>?, biasGrad: UnsafeMutablePointer<Float>?
+    /// Summed kernels and their gradient, for a replicated input.
+    private var folded: UnsafeMutablePointer<Float>?, foldedGrad: UnsafeMutablePointer<Float>?
+
+    public init(filters: Int, kernel: (Int, Int), stride: (Int, Int) = (1, 1), padding: Padding = .same, bias: Bool = true,
+                inputChannels: Int, replicatedFrom1: Bool = false) {
+        self.filters = filters
+        kernelH = kernel.0
+        kernelW = kernel.1
+        strideH = stride.0
+        strideW = stride.1
+        self.padding = padding
+        useBias = bias
+        declaredChannels = inputChannels
+        self.replicatedFrom1 = replicatedFrom1
+    }
+
+    deinit {
+        folded?.deallocate()
+        foldedGrad?.deallocate()
+    }
+
+    public var kind: String { "Conv2D" }
+
+    public func outputShape(_ inputs: [Shape]) -> Shape {
+        let x = inputs[0]
+        precondition(x.c == (replicatedFrom1 ? 1 : declaredChannels), "conv expects \(declaredChannels) channels, got \(x.c)")
+        let (h, _) = padding.geometry(input: x.h, kernel: kernelH, stride: strideH)
+        let (w, _) = padding.geometry(input: x.w, kernel: kernelW, stride: strideW)
+        precondition(h > 0 && w > 0, "conv output would be empty for input \(x)")
+        return Shape(x.n, filters, h, w)
+    }
+
+    public var parameterSpecs: [ParameterSpec] {
+        let fanIn = declaredChannels * kernelH * kernelW, fanOut = filters * kernelH * kernelW
+        var specs = [ParameterSpec("weight", [filters, declaredChannels, kernelH, kernelW], .glorotUniform(fanIn: fanIn, fanOut: fanOut))]
+        if useBias { specs.append(ParameterSpec("bias", [filters], .zeros)) }
+        return specs
+    }
+
+    public func bind(_ store: ParameterStore, _ offsets: [Int]) {
+        weight = store.values + offsets[0]
+        weightGrad = store.grads + offsets[0]
+        if useBias {
+            bias = store.values + offsets[1]
+            biasGrad = store.grads + offsets[1]
+        }
+        if replicatedFrom1 {
+            folded = .allocate(capacity: filters * kernelH * kernelW)
+            foldedGrad = .allocate(capacity: filters * kernelH * kernelW)
+        }
+    }
+
+    /// Channels the computation sees and its weights (folded for a replicated input).
+    private var inChannels: Int { replicatedFrom1 ? 1 : declaredChannels }
+
+    private func effectiveWeight() -> UnsafeMutablePointer<Float> {
+        guard let folded else { return weight }
+        let k = kernelH * kernelW
+        for o in 0..<filters {
+            for j in 0..<k {
+                var s: Float = 0
+                for c in 0..<declaredChannels { s += weight[(o * declaredChannels + c) * k + j] }
+                folded[o * k + j] = s
+            }
+        }
+        return folded
+    }
+
+    private struct Geometry {
+        var c: Int, h: Int, w: Int, oh: Int, ow: Int, padTop: Int, padLeft: Int
+        var plane: Int { oh * ow }
+    }
+
+    private func geometry(_ x: Shape) -> Geometry {
+        let (oh, top) = padding.geometry(input: x.h, kernel: kernelH, stride: strideH)
+        let (ow, left) = padding.geometry(input: x.w, kernel: kernelW, stride: strideW)
+        return Geometry(c: x.c, h: x.h, w: x.w, oh: oh, ow: ow, padTop: top, padLeft: left)
+    }
+
+    private var isPointwise: Bool { kernelH == 1 && kernelW == 1 && strideH == 1 && strideW == 1 }
+
+    /// Columns of one image: row (c, ky, kx), column j of `ld` starting at `column`.
+    private func im2col(_ x: UnsafePointer<Float>, _ g: Geometry, _ col: UnsafeMutablePointer<Float>, ld: Int, column: Int) {
+        let rows = g.c * kernelH * kernelW
+        let kh = kernelH, kw = kernelW, sh = strideH, sw = strideW
+        Threads.parallel(rows, minimum: max(1, 4096 / max(g.plane, 1))) { range in
+            for row in range {
+                let c = row / (kh * kw), ky = (row / kw) % kh, kx = row % kw
+                let src = x + c * g.h * g.w
+                let dst = col + row * ld + column
+                for oy in 0..<g.oh {
+                    let iy = oy * sh - g.padTop + ky
+                    let out = dst + oy * g.ow
+                    if iy < 0 || iy >= g.h {
+                        out.update(repeating: 0, count: g.ow)
+                        continue
+                    }
+                    let line = src + iy * g.w
+                    for ox in 0..<g.ow {
+                        let ix = ox * sw - g.padLeft + kx
+                        out[ox] = ix >= 0 && ix < g.w ? line[ix] : 0
+                    }
+                }
+            }
+        }
+    }
+
+    /// Adds columns back into one image's gradient.
+    private func col2im(_ col: UnsafePointer<Float>, ld: Int, column: Int, _ g: Geometry, _ dx: UnsafeMutablePointer<Float>) {
+        let kh = kernelH, kw = kernelW, sh = strideH, sw = strideW
+        Threads.parallel(g.c, minimum: max(1, 64 / max(kh * kw, 1))) { range in
+            for c in range {
+                let plane = dx + c * g.h * g.w
+                for ky in 0..<kh {
+                    for kx in 0..<kw {
+                        let src = col + ((c * kh + ky) * kw + kx) * ld + column
+                        for oy in 0..<g.oh {
+                            let iy = oy * sh - g.padTop + ky
+                            if iy < 0 || iy >= g.h { continue }
+                            let line = plane + iy * g.w
+                            let from = src + oy * g.ow
+                            for ox in 0..<g.ow {
+                                let ix = ox * sw - g.padLeft + kx
+                                if ix >= 0 && ix < g.w { line[ix] += from[ox] }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Images per product: enough columns to keep sgemm efficient on small planes.
+    private func chunk(_ g: Geometry, _ n: Int) -> Int { max(1, min(n, 3136 / max(g.plane, 1))) }
+
+    public func forward(_ x: [Tensor], _ y: Tensor, _ context: Context) {
+        let input = x[0]
+        let g = geometry(input.shape)
+        let n = input.shape.n, k = g.c * kernelH * kernelW, plane = g.plane
+        let w = effectiveWeight()
+        let b = chunk(g, n)
+        let ld = b * plane
+        // Scratch: columns (k x ld), then the product for a multi-image chunk (filters x ld).
+        let scratch = context.scratch((isPointwise && b == 1 ? 0 : k * ld) + (b > 1 ? filters * ld : 0))
+        let col = scratch, product = scratch + (isPointwise && b == 1 ? 0 : k * ld)
+        var first = 0
+        while first < n {
+            let count = min(b, n - first)
+            let cols: UnsafePointer<Float>
+            if isPointwise && b == 1 {
+                cols = UnsafePointer(input.data + first * input.shape.perImage)
+            } else {
+                for j in 0..<count {
+                    if isPointwise {
+                        for c in 0..<g.c {
+                            (col + c * ld + j * plane).update(from: input.data + (first + j) * input.shape.perImage + c * plane, count: plane)
+                        }
+                    } else {
+                        im2col(input.data + (first + j) * input.shape.perImage, g, col, ld: ld, column: j * plane)
+                    }
+                }
+                cols = UnsafePointer(col)
+            }
+            let out = b == 1 ? y.data + first * y.shape.perImage : product
+            gemm(m: filters, n: count * plane, k: k, a: w, lda: k, b: cols, ldb: ld, beta: 0, c: out, ldc: ld)
+            if b > 1 {
+                // (filters, images, plane) -> (images, filters, plane)
+                for j in 0..<count {
+                    for f in 0..<filters {
+                        (y.data + (first + j) * y.shape.perImage + f * plane).update(from: product + f * ld + j * plane, count: plane)
+                    }
+                }
+            }
+            first += count
+        }
+        if let bias {
+            let total = n * filters
+            Threads.parallel(total, minimum: max(1, 16_384 / max(plane, 1))) { range in
+                for i in range {
+                    let value = bias[i % self.filters], p = y.data + i * plane
+                    for j in 0..<plane { p[j] += value }
+                }
+            }
+        }
+    }
+
+    public func backward(_ x: [Tensor], _ y: Tensor, _ dy: Tensor, _ dx: [Tensor?], _ context: Context) {
+        let input = x[0]
+        let g = geometry(input.shape)
+        let n = input.shape.n, k = g.c * kernelH * kernelW, plane = g.plane
+        if let biasGrad {
+            for f in 0..<filters {
+                var s: Float = 0
+                for i in 0..<n {
+                    let p = dy.data + i * dy.shape.perImage + f * plane
+                    for j in 0..<plane { s += p[j] }
+                }
+                biasGrad[f] += s
+            }
+        }
+        let w = replicatedFrom1 ? folded! : weight!
+        let wGrad: UnsafeMutablePointer<Float>
+        if let foldedGrad {
+            foldedGrad.update(repeating: 0, count: filters * k)
+            wGrad = foldedGrad
+        } else {
+            wGrad = weightGrad
+        }
+        let b = chunk(g, n)
+        let ld = b * plane
+        // Scratch: columns (k x ld), the gathered output gradient (filters x ld), column gradients (k x ld).
+        let scratch = context.scratch(3 * max(k, filters) * ld)
+        let col = scratch, gathered = scratch + k * ld, dcol = gathered + filters * ld
+        var first = 0
+        while first < n {
+            let count = min(b, n - first)
+            for j in 0..<count {
+                let image = input.data + (first + j) * input.shape.perImage
+                if isPointwise {
+                    for c in 0..<g.c { (col + c * ld + j * plane).update(from: image + c * plane, count: plane) }
+                } else {
+                    im2col(image, g, col, ld: ld, column: j * plane)
+                }
+                for f in 0..<filters {
+                    (gathered + f * ld + j * plane).update(from: dy.data + (first + j) * dy.shape.perImage + f * plane, count: plane)
+                }
+            }
+            // dW += dY (filters x cols) . col^T (cols x k)
+            gemm(transB: true, m: filters, n: k, k: count * plane, a: gathered, lda: ld, b: col, ldb: ld, beta: 1, c: wGrad, ldc: k)
+            if let gradient = dx[0] {
+                // dcol = W^T (k x filters) . dY (filters x cols)
+                gemm(transA: true, m: k, n: count * plane, k: filters, a: w, lda: k, b: gathered, ldb: ld, beta: 0, c: dcol, ldc: ld)
+                for j in 0..<count {
+                    let target = gradient.data + (first + j) * input.shape.perImage
+                    if isPointwise {
+                        for c in 0..<g.c {
+                            let t = target + c * plane, s = dcol + c * ld + j * plane
+                            for i in 0..<plane { t[i] += s[i] }
+                        }
+                    } else {
+                        col2im(dcol, ld: ld, column: j * plane, g, target)
+                    }
+                }
+            }
+            first += count
+        }
+        if let foldedGrad {
+            // Every replica of the input channel gets the summed kernel's gradient.
+            let kk = kernelH * kernelW
+            for o in 0..<filters {
+                for c in 0..<declaredChannels {
+                    let target = weightGrad + (o * declaredChannels + c) * kk
+                    for j in 0..<kk { target[j] += foldedGrad[o * kk + j] }
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,202 @@
+// A model is a graph of layers in topological order. Each node owns its output and the gradient of
+// its output, allocated once per batch size; backward walks the nodes in reverse and accumulates.
+import Foundation
+
+/// What a layer sees while running.
+public final class Context {
+    public var training: Bool
+    /// Scratch space shared by all layers (im2col columns and the like), grown as needed, then reused.
+    private(set) var scratch: UnsafeMutablePointer<Float> = .allocate(capacity: 1)
+    private(set) var scratchCount = 1
+    /// Dropout's random stream: (seed, step).
+    public var seed: UInt64 = 0
+    public var step: UInt64 = 0
+
+    public init(training: Bool) { self.training = training }
+    deinit { scratch.deallocate() }
+
+    /// At least `count` floats of scratch. Grows only while a graph warms up.
+    func scratch(_ count: Int) -> UnsafeMutablePointer<Float> {
+        if count > scratchCount {
+            scratch.deallocate()
+            scratch = .allocate(capacity: count)
+            scratchCount = count
+        }
+        return scratch
+    }
+}
+
+/// A layer: forward and backward side by side. Layers hold parameters (pointers into the store)
+/// but no activations; the graph owns those, so one layer object can serve several nodes (shared
+/// weights, as the attention MLP needs).
+public protocol Layer: AnyObject {
+    /// Keras's class name, for the summary.
+    var kind: String { get }
+    func outputShape(_ inputs: [Shape]) -> Shape
+    /// Parameters in declaration order (PyTorch layouts).
+    var parameterSpecs: [ParameterSpec] { get }
+    /// Receives the store and the offset of each declared parameter.
+    func bind(_ store: ParameterStore, _ offsets: [Int])
+    /// y = f(x).
+    func forward(_ x: [Tensor], _ y: Tensor, _ context: Context)
+    /// Accumulates into the parameter gradients and into each non-nil dx (+=).
+    func backward(_ x: [Tensor], _ y: Tensor, _ dy: Tensor, _ dx: [Tensor?], _ context: Context)
+}
+
+extension Layer {
+    public var parameterSpecs: [ParameterSpec] { [] }
+    public func bind(_ store: ParameterStore, _ offsets: [Int]) {}
+}
+
+/// An input of the graph: nothing to compute.
+final class InputLayer: Layer {
+    let channels: Int, height: Int, width: Int
+    init(channels: Int, height: Int, width: Int) {
+        self.channels = channels
+        self.height = height
+        self.width = width
+    }
+    var kind: String { "InputLayer" }
+    func outputShape(_ inputs: [Shape]) -> Shape { Shape(0, channels, height, width) }
+    func forward(_ x: [Tensor], _ y: Tensor, _ context: Context) {}
+    func backward(_ x: [Tensor], _ y: Tensor, _ dy: Tensor, _ dx: [Tensor?], _ context: Context) {}
+}
+
+/// A node id in a graph under construction.
+public struct Node: Hashable, Sendable {
+    public let index: Int
+}
+
+public final class Graph {
+    struct Entry {
+        var name: String
+        var layer: Layer
+        var inputs: [Int]
+        var shape: Shape  // per-sample shape, n = 0
+    }
+
+    private(set) var nodes: [Entry] = []
+    public let store = ParameterStore()
+    private var boundLayers: [ObjectIdentifier: String] = [:]
+    private var inputNodes: [Int] = []
+    private var outputs: [Tensor] = []
+    private var grads: [Tensor] = []
+    /// Whether a node's output gradient is needed (false for inputs and what only feeds from them).
+    private var needsGrad: [Bool] = []
+    public private(set) var batchSize = 0
+    public let context = Context(training: true)
+
+    public init() {}
+
+    /// Adds an input (image or side information) with a per-sample shape.
+    public func input(_ name: String, channels: Int, height: Int = 1, width: Int = 1) -> Node {
+        nodes.append(Entry(name: name, layer: InputLayer(channels: channels, height: height, width: width), inputs: [],
+                           shape: Shape(0, channels, height, width)))
+        inputNodes.append(nodes.count - 1)
+        return Node(index: nodes.count - 1)
+    }
+
+    /// Adds `layer` applied to `inputs`. A layer object added twice shares its parameters; its
+    /// parameters are named `<first node's name>.<parameter>`.
+    @discardableResult
+    public func add(_ name: String, _ layer: Layer, _ inputs: Node...) -> Node {
+        add(name, layer, inputs)
+    }
+
+    @discardableResult
+    public func add(_ name: String, _ layer: Layer, _ inputs: [Node]) -> Node {
+        precondition(!nodes.contains { $0.name == name }, "duplicate node name \(name)")
+        let shape = layer.outputShape(inputs.map { nodes[$0.index].shape })
+        nodes.append(Entry(name: name, layer: layer, inputs: inputs.map(\.index), shape: shape))
+        let id = ObjectIdentifier(layer)
+        if boundLayers[id] == nil {
+            boundLayers[id] = name
+            let offsets = layer.parameterSpecs.map { store.add(name + "." + $0.name, $0) }
+            pendingBinds.append((layer, offsets))
+        }
+        return Node(index: nodes.count - 1)
+    }
+
+    private var pendingBinds: [(Layer, [Int])] = []
+
+    /// Allocates and initialises the parameters (Glorot uniform, zeros, ones) from `seed`.
+    public func finalize(seed: UInt64) {
+        store.seal(seed: seed)
+        for (layer, offsets) in pendingBinds { layer.bind(store, offsets) }
+        pendingBinds.removeAll()
+        // Inputs need no gradient; every computed node does.
+        needsGrad = nodes.map { !($0.layer is InputLayer) }
+    }
+
+    /// Allocates every activation and gradient for `n` samples (once; again only if n changes).
+    public func prepare(batch n: Int) {
+        guard n != batchSize else { return }
+        batchSize = n
+        outputs = nodes.map { Tensor(Shape(n, $0.shape.c, $0.shape.h, $0.shape.w)) }
+        grads = nodes.enumerated().map { i, node in needsGrad[i] ? Tensor(Shape(n, node.shape.c, node.shape.h, node.shape.w)) : Tensor(Shape(0, 0)) }
+    }
+
+    /// The graph's input tensors, in the order `input` was called; fill them before `forward`.
+    public var inputs: [Tensor] { inputNodes.map { outputs[$0] } }
+    /// The last node's output.
+    public var output: Tensor { outputs[nodes.count - 1] }
+    /// The gradient of the last node's output; set it before `backward`.
+    public var outputGrad: Tensor { grads[nodes.count - 1] }
+    public func output(of node: Node) -> Tensor { outputs[node.index] }
+    public func grad(of node: Node) -> Tensor { grads[node.index] }
+    public var nodeCount: Int { nodes.count }
+
+    public func forward(training: Bool) {
+        context.training = training
+        for (i, node) in nodes.enumerated() where !(node.layer is InputLayer) {
+            node.layer.forward(node.inputs.map { outputs[$0] }, outputs[i], context)
+        }
+    }
+
+    /// Gradients of everything from `outputGrad`: parameter gradients are accumulated (zero them
+    /// first with `store.zeroGrads()`), node gradients are recomputed.
+    public func backward() {
+        for i in 0..<nodes.count - 1 where needsGrad[i] { grads[i].zero() }
+        for i in stride(from: nodes.count - 1, through: 0, by: -1) where !(nodes[i].layer is InputLayer) {
+            let node = nodes[i]
+            let dx = node.inputs.map { needsGrad[$0] ? grads[$0] : nil }
+            node.layer.backward(node.inputs.map { outputs[$0] }, outputs[i], grads[i], dx, context)
+        }
+    }
+
+    /// Keras-style summary: layer, type, output shape, parameters, inputs; then the three totals.
+    public func summary(title: String) -> String {
+        var lines = ["Model: \"\(title)\""]
+        let widths = [44, 22, 12]
+        func row(_ a: String, _ b: String, _ c: String, _ d: String) -> String {
+            a.padding(toLength: max(widths[0], a.count + 1), withPad: " ", startingAt: 0)
+                + b.padding(toLength: max(widths[1], b.count + 1), withPad: " ", startingAt: 0)
+                + c.padding(toLength: max(widths[2], c.count + 1), withPad: " ", startingAt: 0) + d
+        }
+        let rule = String(repeating: "_", count: 110)
+        lines += [rule, row("Layer (type)", "Output Shape", "Param #", "Connected to"), String(repeating: "=", count: 110)]
+        var counted = Set<ObjectIdentifier>()
+        for node in nodes {
+            let id = ObjectIdentifier(node.layer)
+            let params = counted.insert(id).inserted ? node.layer.parameterSpecs.reduce(0) { $0 + $1.count } : 0
+            let from = node.inputs.map { nodes[$0].name }.joined(separator: ", ")
+            lines.append(row("\(node.name) (\(node.layer.kind))", node.shape.keras, String(params), from.isEmpty ? "[]" : "[\(from)]"))
+        }
+        let total = store.count, trainable = store.trainableCount
+        lines += [String(repeating: "=", count: 110),
+                  "Total params: \(Graph.grouped(total))",
+                  "Trainable params: \(Graph.grouped(trainable))",
+                  "Non-trainable params: \(Graph.grouped(total - trainable))"]
+        return lines.joined(separator: "\n")
+    }
+
+    static func grouped(_ n: Int) -> String {
+        let digits = Array(String(n))
+        var out = ""
+        for (i, d) in digits.enumerated() {
+            if i > 0 && (digits.count - i) % 3 == 0 { out += "," }
+            out.append(d)
+        }
+        return out
+    }
+}

@@ -1,0 +1,403 @@
+// The small layers: activations, pooling, dense, merges, dropout. Each forward beside its backward.
+import BoneStreamCore
+import Foundation
+
+public final class ReLU: Layer {
+    public init() {}
+    public var kind: String { "Activation" }
+    public func outputShape(_ inputs: [Shape]) -> Shape { inputs[0] }
+    public func forward(_ x: [Tensor], _ y: Tensor, _ context: Context) {
+        let a = x[0].data, b = y.data
+        Threads.parallel(y.count) { r in for i in r { b[i] = max(a[i], 0) } }
+    }
+    public func backward(_ x: [Tensor], _ y: Tensor, _ dy: Tensor, _ dx: [Tensor?], _ context: Context) {
+        guard let t = dx[0]?.data else { return }
+        let out = y.data, g = dy.data
+        Threads.parallel(y.count) { r in for i in r where out[i] > 0 { t[i] += g[i] } }
+    }
+}
+
+public final class Sigmoid: Layer {
+    public init() {}
+    public var kind: String { "Activation" }
+    public func outputShape(_ inputs: [Shape]) -> Shape { inputs[0] }
+    public func forward(_ x: [Tensor], _ y: Tensor, _ context: Context) {
+        let a = x[0].data, b = y.data
+        Threads.parallel(y.count) { r in for i in r { b[i] = 1 / (1 + expf(-a[i])) } }
+    }
+    public func backward(_ x: [Tensor], _ y: Tensor, _ dy: Tensor, _ dx: [Tensor?], _ context: Context) {
+        guard let t = dx[0]?.data else { return }
+        let out = y.data, g = dy.data
+        Threads.parallel(y.count) { r in for i in r { t[i] += g[i] * out[i] * (1 - out[i]) } }
+    }
+}
+
+/// a + b, same shapes (the residual connection).
+public final class Add: Layer {
+    public init() {}
+    public var kind: String { "Add" }
+    public func outputShape(_ inputs: [Shape]) -> Shape {
+        precondition(inputs.count == 2 && inputs[0] == inputs[1], "add needs two equal shapes, got \(inputs)")
+        return inputs[0]
+    }
+    public func forward(_ x: [Tensor], _ y: Tensor, _ context: Context) {
+        let a = x[0].data, b = x[1].data, c = y.data
+        Threads.parallel(y.count) { r in for i in r { c[i] = a[i] + b[i] } }
+    }
+    public func backward(_ x: [Tensor], _ y: Tensor, _ dy: Tensor, _ dx: [Tensor?], _ context: Context) {
+        let g = dy.data
+        for target in dx.compactMap({ $0?.data }) {
+            Threads.parallel(y.count) { r in for i in r { target[i] += g[i] } }
+        }
+    }
+}
+
+/// x * s, with s broadcast: (n, c, 1, 1) scales channels, (n, 1, h, w) scales positions.
+public final class Multiply: Layer {
+    public init() {}
+    public var kind: String { "Multiply" }
+    public func outputShape(_ inputs: [Shape]) -> Shape {
+        let x = inputs[0], s = inputs[1]
+        precondition((s.c == x.c && s.h == 1 && s.w == 1) || (s.c == 1 && s.h == x.h && s.w == x.w),
+                     "multiply broadcasts (c,1,1) or (1,h,w) over \(x), got \(s)")
+        return x
+    }
+    public func forward(_ x: [Tensor], _ y: Tensor, _ context: Context) {
+        let a = x[0].data, s = x[1].data, out = y.data, shape = x[0].shape, plane = shape.plane
+        let channelwise = x[1].shape.c == shape.c
+        Threads.parallel(shape.n * shape.c, minimum: max(1, 16_384 / max(plane, 1))) { r in
+            for nc in r {
+                let p = a + nc * plane, q = out + nc * plane
+                if channelwise {
+                    let v = s[nc]
+                    for j in 0..<plane { q[j] = p[j] * v }
+                } else {
+                    let m = s + (nc / shape.c) * plane
+                    for j in 0..<plane { q[j] = p[j] * m[j] }
+                }
+            }
+        }
+    }
+    public func backward(_ x: [Tensor], _ y: Tensor, _ dy: Tensor, _ dx: [Tensor?], _ context: Context) {
+        let a = x[0].data, s = x[1].data, g = dy.data, shape = x[0].shape, plane = shape.plane
+        let channelwise = x[1].shape.c == shape.c
+        if let t = dx[0]?.data {
+            Threads.parallel(shape.n * shape.c, minimum: max(1, 16_384 / max(plane, 1))) { r in
+                for nc in r {
+                    let gp = g + nc * plane, tp = t + nc * plane
+                    if channelwise {
+                        let v = s[nc]
+                        for j in 0..<plane { tp[j] += gp[j] * v }
+                    } else {
+                        let m = s + (nc / shape.c) * plane
+                        for j in 0..<plane { tp[j] += gp[j] * m[j] }
+                    }
+                }
+            }
+        }
+        if let t = dx[1]?.data {
+            if channelwise {
+                Threads.parallel(shape.n * shape.c, minimum: max(1, 16_384 / max(plane, 1))) { r in
+                    for nc in r {
+                        var sum: Float = 0
+                        let gp = g + nc * plane, ap = a + nc * plane
+                        for j in 0..<plane { sum += gp[j] * ap[j] }
+                        t[nc] += sum
+                    }
+                }
+            } else {
+                Threads.parallel(shape.n, minimum: 1) { r in
+                    for n in r {
+                        let m = t + n * plane
+                        for c in 0..<shape.c {
+                            let gp = g + (n * shape.c + c) * plane, ap = a + (n * shape.c + c) * plane
+                            for j in 0..<plane { m[j] += gp[j] * ap[j] }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Concatenation along channels.
+public final class Concat: Layer {
+    public init() {}
+    public var kind: String { "Concatenate" }
+    public func outputShape(_ inputs: [Shape]) -> Shape {
+        let first = inputs[0]
+        precondition(inputs.allSatisfy { $0.h == first.h && $0.w == first.w }, "concat needs equal planes, got \(inputs)")
+        return Shape(first.n, inputs.reduce(0) { $0 + $1.c }, first.h, first.w)
+    }
+    public func forward(_ x: [Tensor], _ y: Tensor, _ context: Context) {
+        let n = y.shape.n
+        for i in 0..<n {
+            var offset = 0
+            for t in x {
+                (y.data + i * y.shape.perImage + offset).update(from: t.data + i * t.shape.perImage, count: t.shape.perImage)
+                offset += t.shape.perImage
+            }
+        }
+    }
+    public func backward(_ x: [Tensor], _ y: Tensor, _ dy: Tensor, _ dx: [Tensor?], _ context: Context) {
+        let n = y.shape.n
+        for i in 0..<n {
+            var offset = 0
+            for (k, t) in x.enumerated() {
+                if let target = dx[k]?.data {
+                    let dst = target + i * t.shape.perImage, src = dy.data + i * y.shape.perImage + offset
+                    for j in 0..<t.shape.perImage { dst[j] += src[j] }
+                }
+                offset += t.shape.perImage
+            }
+        }
+    }
+}
+
+/// Fully connected: x (n, in) -> x W^T + b, W in PyTorch's (out, in) layout.
+public final class Dense: Layer {
+    public let units: Int, inputs: Int
+    public let useBias: Bool
+    private var weight: UnsafeMutablePointer<Float>!, weightGrad: UnsafeMutablePointer<Float>!
+    private var bias: UnsafeMutablePointer<Float>?, biasGrad: UnsafeMutablePointer<Float>?
+
+    public init(units: Int, inputs: Int, bias: Bool = true) {
+        self.units = units
+        self.inputs = inputs
+        useBias = bias
+    }
+    public var kind: String { "Dense" }
+    public func outputShape(_ shapes: [Shape]) -> Shape {
+        precondition(shapes[0].perImage == inputs, "dense for \(inputs) inputs got \(shapes[0])")
+        return Shape(shapes[0].n, units)
+    }
+    public var parameterSpecs: [ParameterSpec] {
+        var specs = [ParameterSpec("weight", [units, inputs], .glorotUniform(fanIn: inputs, fanOut: units))]
+        if useBias { specs.append(ParameterSpec("bias", [units], .zeros)) }
+        return specs
+    }
+    public func bind(_ store: ParameterStore, _ offsets: [Int]) {
+        weight = store.values + offsets[0]
+        weightGrad = store.grads + offsets[0]
+        if useBias {
+            bias = store.values + offsets[1]
+            biasGrad = store.grads + offsets[1]
+        }
+    }
+    public func forward(_ x: [Tensor], _ y: Tensor, _ context: Context) {
+        let n = y.shape.n
+        gemm(transB: true, m: n, n: units, k: inputs, a: x[0].data, lda: inputs, b: weight, ldb: inputs, beta: 0, c: y.data, ldc: units)
+        if let bias { for i in 0..<n { for j in 0..<units { y.data[i * units + j] += bias[j] } } }
+    }
+    public func backward(_ x: [Tensor], _ y: Tensor, _ dy: Tensor, _ dx: [Tensor?], _ context: Context) {
+        let n = y.shape.n
+        // dW (units x inputs) += dy^T (units x n) . x (n x inputs)
+        gemm(transA: true, m: units, n: inputs, k: n, a: dy.data, lda: units, b: x[0].data, ldb: inputs, beta: 1, c: weightGrad, ldc: inputs)
+        if let biasGrad { for i in 0..<n { for j in 0..<units { biasGrad[j] += dy.data[i * units + j] } } }
+        if let t = dx[0]?.data {
+            // dx (n x inputs) += dy (n x units) . W (units x inputs)
+            gemm(m: n, n: inputs, k: units, a: dy.data, lda: units, b: weight, ldb: inputs, beta: 1, c: t, ldc: inputs)
+        }
+    }
+}
+
+/// Max or average pooling with Keras's padding (average over the window's pixels inside the image).
+public final class Pool2D: Layer {
+    public enum Mode: Sendable { case max, average }
+    public let mode: Mode
+    public let size: Int, stride: Int
+    public let padding: Padding
+
+    public init(_ mode: Mode, size: Int, stride: Int, padding: Padding = .same) {
+        self.mode = mode
+        self.size = size
+        self.stride = stride
+        self.padding = padding
+    }
+    public var kind: String { mode == .max ? "MaxPooling2D" : "AveragePooling2D" }
+    public func outputShape(_ inputs: [Shape]) -> Shape {
+        let x = inputs[0]
+        return Shape(x.n, x.c, padding.geometry(input: x.h, kernel: size, stride: stride).output,
+                     padding.geometry(input: x.w, kernel: size, stride: stride).output)
+    }
+
+    /// The window of output (oy, ox): input rows and columns, clipped to the image.
+    @inline(__always)
+    private func window(_ o: Int, _ before: Int, _ limit: Int) -> Range<Int> {
+        let start = o * stride - before
+        return max(start, 0)..<min(start + size, limit)
+    }
+
+    public func forward(_ x: [Tensor], _ y: Tensor, _ context: Context) {
+        let s = x[0].shape, o = y.shape
+        let top = padding.geometry(input: s.h, kernel: size, stride: stride).before
+        let left = padding.geometry(input: s.w, kernel: size, stride: stride).before
+        let input = x[0].data, output = y.data
+        Threads.parallel(s.n * s.c, minimum: max(1, 16_384 / max(s.plane, 1))) { r in
+            for nc in r {
+                let p = input + nc * s.plane, q = output + nc * o.plane
+                for oy in 0..<o.h {
+                    let rows = self.window(oy, top, s.h)
+                    for ox in 0..<o.w {
+                        let cols = self.window(ox, left, s.w)
+                        var value: Float = self.mode == .max ? -.infinity : 0
+                        for iy in rows {
+                            for ix in cols {
+                                let v = p[iy * s.w + ix]
+                                if self.mode == .max { value = max(value, v) } else { value += v }
+                            }
+                        }
+                        q[oy * o.w + ox] = self.mode == .max ? value : value / Float(rows.count * cols.count)
+                    }
+                }
+            }
+        }
+    }
+
+    public func backward(_ x: [Tensor], _ y: Tensor, _ dy: Tensor, _ dx: [Tensor?], _ context: Context) {
+        guard let target = dx[0]?.data else { return }
+        let s = x[0].shape, o = y.shape
+        let top = padding.geometry(input: s.h, kernel: size, stride: stride).before
+        let left = padding.geometry(input: s.w, kernel: size, stride: stride).before
+        let input = x[0].data, output = y.data, grad = dy.data
+        Threads.parallel(s.n * s.c, minimum: max(1, 16_384 / max(s.plane, 1))) { r in
+            for nc in r {
+                let p = input + nc * s.plane, t = target + nc * s.plane
+                for oy in 0..<o.h {
+                    let rows = self.window(oy, top, s.h)
+                    for ox in 0..<o.w {
+                        let cols = self.window(ox, left, s.w)
+                        let g = grad[nc * o.plane + oy * o.w + ox]
+                        if self.mode == .max {
+                            // The gradient goes to the first position holding the maximum.
+                            let best = output[nc * o.plane + oy * o.w + ox]
+                            search: for iy in rows {
+                                for ix in cols where p[iy * s.w + ix] == best {
+                                    t[iy * s.w + ix] += g
+                                    break search
+                                }
+                            }
+                        } else {
+                            let share = g / Float(rows.count * cols.count)
+                            for iy in rows { for ix in cols { t[iy * s.w + ix] += share } }
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Global average or max pooling: (n, c, h, w) -> (n, c).
+public final class GlobalPool: Layer {
+    public let mode: Pool2D.Mode
+    public init(_ mode: Pool2D.Mode) { self.mode = mode }
+    public var kind: String { mode == .max ? "GlobalMaxPooling2D" : "GlobalAveragePooling2D" }
+    public func outputShape(_ inputs: [Shape]) -> Shape { Shape(inputs[0].n, inputs[0].c) }
+    public func forward(_ x: [Tensor], _ y: Tensor, _ context: Context) {
+        let s = x[0].shape, input = x[0].data, out = y.data
+        Threads.parallel(s.n * s.c, minimum: max(1, 16_384 / max(s.plane, 1))) { r in
+            for nc in r {
+                let p = input + nc * s.plane
+                if self.mode == .max {
+                    var m = -Float.infinity
+                    for j in 0..<s.plane { m = max(m, p[j]) }
+                    out[nc] = m
+                } else {
+                    var sum: Float = 0
+                    for j in 0..<s.plane { sum += p[j] }
+                    out[nc] = sum / Float(s.plane)
+                }
+            }
+        }
+    }
+    public func backward(_ x: [Tensor], _ y: Tensor, _ dy: Tensor, _ dx: [Tensor?], _ context: Context) {
+        guard let target = dx[0]?.data else { return }
+        let s = x[0].shape, input = x[0].data, out = y.data, g = dy.data
+        Threads.parallel(s.n * s.c, minimum: max(1, 16_384 / max(s.plane, 1))) { r in
+            for nc in r {
+                let p = input + nc * s.plane, t = target + nc * s.plane
+                if self.mode == .max {
+                    for j in 0..<s.plane where p[j] == out[nc] {
+                        t[j] += g[nc]
+                        break
+                    }
+                } else {
+                    let share = g[nc] / Float(s.plane)
+                    for j in 0..<s.plane { t[j] += share }
+                }
+            }
+        }
+    }
+}
+
+/// CBAM's channel pooling: (n, c, h, w) -> (n, 2, h, w), the mean and the max over channels.
+public final class ChannelMeanMax: Layer {
+    public init() {}
+    public var kind: String { "Concatenate" }
+    public func outputShape(_ inputs: [Shape]) -> Shape { Shape(inputs[0].n, 2, inputs[0].h, inputs[0].w) }
+    public func forward(_ x: [Tensor], _ y: Tensor, _ context: Context) {
+        let s = x[0].shape, input = x[0].data, out = y.data
+        Threads.parallel(s.n, minimum: 1) { r in
+            for n in r {
+                let mean = out + n * 2 * s.plane, top = mean + s.plane
+                for j in 0..<s.plane {
+                    mean[j] = 0
+                    top[j] = -.infinity
+                }
+                for c in 0..<s.c {
+                    let p = input + (n * s.c + c) * s.plane
+                    for j in 0..<s.plane {
+                        mean[j] += p[j]
+                        top[j] = max(top[j], p[j])
+                    }
+                }
+                for j in 0..<s.plane { mean[j] /= Float(s.c) }
+            }
+        }
+    }
+    public func backward(_ x: [Tensor], _ y: Tensor, _ dy: Tensor, _ dx: [Tensor?], _ context: Context) {
+        guard let target = dx[0]?.data else { return }
+        let s = x[0].shape, input = x[0].data, out = y.data, g = dy.data
+        Threads.parallel(s.n, minimum: 1) { r in
+            for n in r {
+                let gMean = g + n * 2 * s.plane, gMax = gMean + s.plane, top = out + n * 2 * s.plane + s.plane
+                var taken = [Bool](repeating: false, count: s.plane)
+                for c in 0..<s.c {
+                    let p = input + (n * s.c + c) * s.plane, t = target + (n * s.c + c) * s.plane
+                    for j in 0..<s.plane {
+                        t[j] += gMean[j] / Float(s.c)
+                        if !taken[j] && p[j] == top[j] {
+                            t[j] += gMax[j]
+                            taken[j] = true
+                        }
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Dropout: in training, each value is kept with probability 1 - rate and scaled by 1 / (1 - rate);
+/// the mask is a pure function of (seed, step, index), so backward recomputes it.
+public final class Dropout: Layer {
+    public let rate: Float
+    public init(rate: Float) { self.rate = rate }
+    public var kind: String { "Dropout" }
+    public func outputShape(_ inputs: [Shape]) -> Shape { inputs[0] }
+
+    private func kept(_ i: Int, _ context: Context) -> Bool {
+        var random = CounterRandom(seed: context.seed, context.step, UInt64(i))
+        return Float(random.unit()) >= rate
+    }
+
+    public func forward(_ x: [Tensor], _ y: Tensor, _ context: Context) {
+        let a = x[0].data, b = y.data, scale = 1 / (1 - rate)
+        for i in 0..<y.count { b[i] = !context.training ? a[i] : kept(i, context) ? a[i] * scale : 0 }
+    }
+    public func backward(_ x: [Tensor], _ y: Tensor, _ dy: Tensor, _ dx: [Tensor?], _ context: Context) {
+        guard let t = dx[0]?.data else { return }
+        let scale = 1 / (1 - rate)
+        for i in 0..<y.count { t[i] += !context.training ? dy.data[i] : kept(i, context) ? dy.data[i] * scale : 0 }
+    }
+}

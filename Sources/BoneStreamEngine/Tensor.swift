@@ -1,0 +1,90 @@
+// Tensors, shapes and the threads every layer shares. In the spirit of llm.c: flat float buffers,
+// explicit shapes, no allocation once a graph is prepared for a batch size.
+import COpenBLAS
+import Foundation
+
+/// NCHW. A vector batch (dense layers) is (n, c, 1, 1).
+public struct Shape: Equatable, Sendable, CustomStringConvertible {
+    public var n: Int, c: Int, h: Int, w: Int
+
+    public init(_ n: Int, _ c: Int, _ h: Int = 1, _ w: Int = 1) {
+        self.n = n
+        self.c = c
+        self.h = h
+        self.w = w
+    }
+
+    public var count: Int { n * c * h * w }
+    public var perImage: Int { c * h * w }
+    public var plane: Int { h * w }
+    public var description: String { "(\(n), \(c), \(h), \(w))" }
+    /// Keras's way of writing the shape of one sample: (None, H, W, C) or (None, C).
+    public var keras: String { h == 1 && w == 1 ? "(None, \(c))" : "(None, \(h), \(w), \(c))" }
+}
+
+/// A float32 buffer with a shape. Allocated once; its contents change every step.
+public final class Tensor {
+    public let shape: Shape
+    public let data: UnsafeMutablePointer<Float>
+
+    public init(_ shape: Shape) {
+        self.shape = shape
+        data = .allocate(capacity: max(shape.count, 1))
+        data.initialize(repeating: 0, count: max(shape.count, 1))
+    }
+
+    public convenience init(_ shape: Shape, values: [Float]) {
+        precondition(values.count == shape.count, "\(values.count) values for shape \(shape)")
+        self.init(shape)
+        values.withUnsafeBufferPointer { data.update(from: $0.baseAddress!, count: values.count) }
+    }
+
+    deinit { data.deallocate() }
+
+    public var count: Int { shape.count }
+    public var buffer: UnsafeMutableBufferPointer<Float> { UnsafeMutableBufferPointer(start: data, count: count) }
+    public var array: [Float] { Array(buffer) }
+    public func zero() { data.update(repeating: 0, count: count) }
+    public subscript(i: Int) -> Float {
+        get { data[i] }
+        set { data[i] = newValue }
+    }
+}
+
+/// Wraps a value that is safe to share because every thread touches a disjoint part of it.
+struct UnsafeSendable<T>: @unchecked Sendable {
+    let value: T
+}
+
+/// The engine's threads: OpenBLAS's for matrix products, Dispatch's for every other loop, never both
+/// at once, so two cores run two threads.
+public enum Threads {
+    public static let count = max(1, ProcessInfo.processInfo.activeProcessorCount)
+
+    /// Sets OpenBLAS's thread count (the engine's default: one per core).
+    public static func configureBLAS(_ threads: Int = Threads.count) {
+        openblas_set_num_threads(Int32(threads))
+    }
+
+    /// Runs `body` over `0..<n` in up to `count` contiguous chunks, on several threads when each chunk
+    /// gets at least `minimum` items.
+    public static func parallel(_ n: Int, minimum: Int = 16_384, _ body: (Range<Int>) -> Void) {
+        guard n > 0 else { return }
+        let chunks = min(count, max(1, n / max(minimum, 1)))
+        if chunks == 1 { return body(0..<n) }
+        withoutActuallyEscaping(body) { body in
+            let box = UnsafeSendable(value: body)
+            DispatchQueue.concurrentPerform(iterations: chunks) { i in
+                box.value(i * n / chunks..<(i + 1) * n / chunks)
+            }
+        }
+    }
+}
+
+/// Row-major single-precision matrix product C = alpha op(A) op(B) + beta C.
+@inline(__always)
+func gemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int, alpha: Float = 1,
+          a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+}
