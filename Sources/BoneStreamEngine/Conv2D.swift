@@ -161,8 +161,9 @@ public final class Conv2D: Layer {
         }
     }
 
-    /// Images per product: enough columns to keep sgemm efficient on small planes.
-    private func chunk(_ g: Geometry, _ n: Int) -> Int { max(1, min(n, 3136 / max(g.plane, 1))) }
+    /// Images per product: about 12,544 columns (4 images of 56x56), measured best against 3,136 and
+    /// 25,088 for ResNet18 at batch 40.
+    private func chunk(_ g: Geometry, _ n: Int) -> Int { max(1, min(n, 12_544 / max(g.plane, 1))) }
 
     public func forward(_ x: [Tensor], _ y: Tensor, _ context: Context) {
         let input = x[0]

@@ -146,22 +146,48 @@ public final class Graph {
     public func grad(of node: Node) -> Tensor { grads[node.index] }
     public var nodeCount: Int { nodes.count }
 
+    /// Seconds spent per layer kind and direction ("Conv2D forward"), when `profiling` is on.
+    public var profiling = false
+    public private(set) var profile: [String: Double] = [:]
+
+    private func timed(_ label: @autoclosure () -> String, _ body: () -> Void) {
+        guard profiling else { return body() }
+        let start = ContinuousClock.now
+        body()
+        let elapsed = ContinuousClock.now - start
+        profile[label(), default: 0] += Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
+    }
+
     public func forward(training: Bool) {
         context.training = training
         for (i, node) in nodes.enumerated() where !(node.layer is InputLayer) {
-            node.layer.forward(node.inputs.map { outputs[$0] }, outputs[i], context)
+            timed("\(node.layer.kind) forward") { node.layer.forward(node.inputs.map { outputs[$0] }, outputs[i], context) }
         }
     }
 
     /// Gradients of everything from `outputGrad`: parameter gradients are accumulated (zero them
     /// first with `store.zeroGrads()`), node gradients are recomputed.
     public func backward() {
-        for i in 0..<nodes.count - 1 where needsGrad[i] { grads[i].zero() }
+        timed("zero gradients") { for i in 0..<nodes.count - 1 where needsGrad[i] { grads[i].zero() } }
         for i in stride(from: nodes.count - 1, through: 0, by: -1) where !(nodes[i].layer is InputLayer) {
             let node = nodes[i]
             let dx = node.inputs.map { needsGrad[$0] ? grads[$0] : nil }
-            node.layer.backward(node.inputs.map { outputs[$0] }, outputs[i], grads[i], dx, context)
+            timed("\(node.layer.kind) backward") { node.layer.backward(node.inputs.map { outputs[$0] }, outputs[i], grads[i], dx, context) }
         }
+    }
+
+    /// Multiply-adds x 2 of the convolutions and dense layers for one sample's forward pass.
+    public var forwardFlopsPerSample: Double {
+        var total = 0.0
+        for node in nodes {
+            if let conv = node.layer as? Conv2D {
+                let k = Double((conv.replicatedFrom1 ? 1 : conv.declaredChannels) * conv.kernelH * conv.kernelW)
+                total += 2 * Double(conv.filters) * k * Double(node.shape.plane)
+            } else if let dense = node.layer as? Dense {
+                total += 2 * Double(dense.units * dense.inputs)
+            }
+        }
+        return total
     }
 
     /// Keras-style summary: layer, type, output shape, parameters, inputs; then the three totals.

@@ -56,14 +56,18 @@ struct UnsafeSendable<T>: @unchecked Sendable {
     let value: T
 }
 
-/// The engine's threads: OpenBLAS's for matrix products, Dispatch's for every other loop, never both
-/// at once, so two cores run two threads.
+/// The engine's threads: one per core, from Dispatch, for every loop and every matrix product (each
+/// thread calls a single-threaded OpenBLAS on its share). OpenBLAS's own pool stays idle, so no
+/// thread spins or waits for another library's pool: two cores run two threads.
 public enum Threads {
     public static let count = max(1, ProcessInfo.processInfo.activeProcessorCount)
+    nonisolated(unsafe) private static var configured = false
 
-    /// Sets OpenBLAS's thread count (the engine's default: one per core).
-    public static func configureBLAS(_ threads: Int = Threads.count) {
-        openblas_set_num_threads(Int32(threads))
+    /// Makes OpenBLAS single-threaded (the engine splits products itself). Called by every product.
+    public static func configureBLAS() {
+        guard !configured else { return }
+        configured = true
+        openblas_set_num_threads(1)
     }
 
     /// Runs `body` over `0..<n` in up to `count` contiguous chunks, on several threads when each chunk
@@ -81,10 +85,34 @@ public enum Threads {
     }
 }
 
-/// Row-major single-precision matrix product C = alpha op(A) op(B) + beta C.
-@inline(__always)
+/// Row-major single-precision matrix product C = alpha op(A) op(B) + beta C, split over the cores
+/// by columns of C (or by rows when C is narrow); each share is one single-threaded sgemm.
 func gemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int, alpha: Float = 1,
           a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
-    cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
-                Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
+    Threads.configureBLAS()
+    func product(rows: Range<Int>, columns: Range<Int>) {
+        guard !rows.isEmpty, !columns.isEmpty else { return }
+        // Row r of op(A) starts at a + r*lda (no transpose) or a + r (transpose); column j of op(B)
+        // at b + j (no transpose) or b + j*ldb (transpose).
+        let aStart = transA ? a + rows.lowerBound : a + rows.lowerBound * lda
+        let bStart = transB ? b + columns.lowerBound * ldb : b + columns.lowerBound
+        cblas_sgemm(CblasRowMajor, transA ? CblasTrans : CblasNoTrans, transB ? CblasTrans : CblasNoTrans,
+                    Int32(rows.count), Int32(columns.count), Int32(k), alpha, aStart, Int32(lda), bStart, Int32(ldb), beta,
+                    c + rows.lowerBound * ldc + columns.lowerBound, Int32(ldc))
+    }
+    let work = Double(m) * Double(n) * Double(k)
+    let parts = work < 4_000_000 ? 1 : Threads.count
+    if parts == 1 { return product(rows: 0..<m, columns: 0..<n) }
+    if n >= 64 * parts {
+        // Column shares rounded to 16 for the kernels' sake.
+        let share = (n / parts + 15) / 16 * 16
+        Threads.parallel(parts, minimum: 1) { r in
+            for p in r { product(rows: 0..<m, columns: min(n, p * share)..<(p == parts - 1 ? n : min(n, (p + 1) * share))) }
+        }
+    } else {
+        let share = (m + parts - 1) / parts
+        Threads.parallel(parts, minimum: 1) { r in
+            for p in r { product(rows: min(m, p * share)..<min(m, (p + 1) * share), columns: 0..<n) }
+        }
+    }
 }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import BoneStreamAugment
 import BoneStreamCore
+import BoneStreamEngine
 import BoneStreamImage
 import BoneStreamPhantoms
 import BoneStreamPreprocess
@@ -11,7 +12,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure stage speed; figures, not tests. Each can print OpenCV/Python's figures beside ours.",
-        subcommands: [Preprocess.self, Augment.self, Stream.self])
+        subcommands: [Preprocess.self, Augment.self, Stream.self, Engine.self])
 
     struct Shared: ParsableArguments {
         @Option(help: "Phantom images of realistic size to measure on.")
@@ -395,4 +396,134 @@ struct Table {
         return ([line(columns), "|" + widths.map { String(repeating: "-", count: $0 + 2) }.joined(separator: "|") + "|"] + rows.map(line))
             .joined(separator: "\n")
     }
+}
+
+extension BenchCommand {
+    struct Engine: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Training step (forward, backward, Adam) and inference of the ResNet18 models on CPU, beside PyTorch (tools/bench_torch.py) in the same run.")
+
+        @Option(help: "vanilla | channel_attention | cbam | all")
+        var model = "all"
+
+        @Option(help: "Patches per training step (the paper: 40).")
+        var batch = 40
+
+        @Option(help: "Timed training steps per model (after one warm-up step).")
+        var steps = 3
+
+        @Option(help: "Timed inferences of one image (25 patches) per model.")
+        var inferences = 3
+
+        @Flag(help: "Measure BoneStream only, without PyTorch.")
+        var noPython = false
+
+        @Flag(help: "Also print where a training step's time goes, by layer kind.")
+        var profile = false
+
+        @Option(help: "Python interpreter for tools/bench_torch.py.")
+        var python = "python3"
+
+        @Option(help: "Folder holding bench_torch.py.")
+        var tools = "tools"
+
+        @Flag(help: "Print one JSON object with every figure.")
+        var json = false
+
+        /// Peak FP32 of this machine (2 cores x 2 FMA units x 8 lanes x 2 flops x 3.5 GHz).
+        static let ceiling = 224.0
+
+        func run() throws {
+            try reportingErrors {
+                let kinds = model == "all" ? ModelKind.allCases : try [ModelKind(rawValue: model) ?? { throw ValidationError("unknown model \(model)") }()]
+                var results: [String: [String: Double]] = [:]
+                for kind in kinds {
+                    let built = ResNet18.build(kind, seed: 1)
+                    let g = built.graph
+                    var random = CounterRandom(seed: 3)
+                    func fill(_ n: Int) {
+                        g.prepare(batch: n)
+                        let image = g.output(of: built.image), sex = g.output(of: built.sex)
+                        for i in 0..<image.count { image[i] = Float(random.unit()) }
+                        for i in 0..<n { sex[i] = Float(i % 2) }
+                    }
+                    fill(batch)
+                    let targets = (0..<batch).map { Float(12 + $0 * 5) }
+                    let adam = Adam()
+                    func step() {
+                        g.forward(training: true)
+                        _ = Loss.mse.evaluate(g.output, targets: targets, gradient: g.outputGrad)
+                        g.store.zeroGrads()
+                        g.backward()
+                        adam.step(g.store)
+                    }
+                    step()  // warm-up: scratch buffers reach their size
+                    g.profiling = profile
+                    let start = ContinuousClock.now
+                    for _ in 0..<steps { step() }
+                    let stepSeconds = (ContinuousClock.now - start).seconds / Double(steps)
+                    if profile {
+                        say("\(kind.rawValue): a training step of \(String(format: "%.0f", stepSeconds * 1000)) ms, by layer (ms per step):")
+                        for (label, seconds) in g.profile.sorted(by: { $0.value > $1.value }) where seconds / Double(steps) > 0.005 {
+                            say(String(format: "  %-32@ %8.1f", label as NSString, seconds * 1000 / Double(steps)))
+                        }
+                        g.profiling = false
+                    }
+                    fill(25)
+                    g.forward(training: false)
+                    let inferenceStart = ContinuousClock.now
+                    for _ in 0..<inferences { g.forward(training: false) }
+                    let inferenceSeconds = (ContinuousClock.now - inferenceStart).seconds / Double(inferences)
+                    let flops = g.forwardFlopsPerSample
+                    results[kind.rawValue] = [
+                        "train_step_ms": stepSeconds * 1000, "train_patches_per_s": Double(batch) / stepSeconds,
+                        "train_gflops": 3 * flops * Double(batch) / stepSeconds / 1e9,
+                        "inference_ms_per_image": inferenceSeconds * 1000,
+                        "inference_gflops": flops * 25 / inferenceSeconds / 1e9,
+                    ]
+                }
+                var torch: [String: [String: Double]]?
+                if !noPython {
+                    let process = Process()
+                    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+                    process.arguments = [python, tools + "/bench_torch.py", "--models", kinds.map(\.rawValue).joined(separator: ","),
+                                         "--batch", String(batch), "--steps", String(steps), "--inferences", String(inferences), "--json"]
+                    let out = Pipe()
+                    process.standardOutput = out
+                    try process.run()
+                    let data = out.fileHandleForReading.readDataToEndOfFile()
+                    process.waitUntilExit()
+                    torch = try? JSONSerialization.jsonObject(with: data) as? [String: [String: Double]]
+                    if torch == nil { say("(tools/bench_torch.py failed, exit \(process.terminationStatus): is torch installed? Its column is missing)") }
+                }
+                if json {
+                    let object: [String: Any] = ["bonestream": results, "pytorch": torch ?? [:]]
+                    say(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
+                    return
+                }
+                say("engine: batch \(batch) at 224x224 (gray in, 3-channel first conv), \(Threads.count) threads; PyTorch CPU with the same threads, shapes and conv biases")
+                var table = Table(columns: ["model", "measure", "bonestream", "pytorch", "ratio"])
+                for kind in kinds {
+                    let ours = results[kind.rawValue]!, theirs = torch?[kind.rawValue]
+                    table.add2("\(kind.rawValue)", "train patches/s", ours["train_patches_per_s"]!, theirs?["train_patches_per_s"])
+                    table.add2("", "train GFLOP/s (of \(Int(Engine.ceiling)) peak)", ours["train_gflops"]!, theirs?["train_gflops"],
+                               note: String(format: " (%.0f%%)", 100 * ours["train_gflops"]! / Engine.ceiling))
+                    table.add2("", "inference ms/image (25 patches)", ours["inference_ms_per_image"]!, theirs?["inference_ms_per_image"], lowerIsBetter: true)
+                }
+                say(table.render())
+            }
+        }
+    }
+}
+
+extension Table {
+    /// A row with a group label: ratio > 1 means BoneStream is better.
+    mutating func add2(_ group: String, _ name: String, _ ours: Double, _ theirs: Double?, lowerIsBetter: Bool = false, note: String = "") {
+        let ratio = theirs.map { lowerIsBetter ? $0 / ours : ours / $0 }
+        rows.append([group, name, Table.format(ours) + note, theirs.map(Table.format) ?? "-", ratio.map { String(format: "%.2fx", $0) } ?? "-"])
+    }
+}
+
+extension Duration {
+    var seconds: Double { Double(components.seconds) + Double(components.attoseconds) * 1e-18 }
 }

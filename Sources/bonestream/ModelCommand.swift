@@ -6,7 +6,7 @@ struct ModelCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "model",
         abstract: "Inspect the CNN models.",
-        subcommands: [Summary.self])
+        subcommands: [Summary.self, Init.self])
 
     struct Summary: ParsableCommand {
         static let configuration = CommandConfiguration(
@@ -21,6 +21,31 @@ struct ModelCommand: ParsableCommand {
                     throw ValidationError("unknown model '\(model)'; choose one of \(ModelKind.allCases.map(\.rawValue).joined(separator: ", "))")
                 }
                 say(ResNet18.build(kind).summary)
+            }
+        }
+    }
+
+    struct Init: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Write a freshly initialised model (Glorot uniform, Keras's defaults) as a safetensors checkpoint.")
+
+        @Argument(help: "vanilla | channel_attention | cbam")
+        var model: String
+
+        @Option(help: "The checkpoint to write.")
+        var out: String
+
+        @Option(help: "Initialisation seed.")
+        var seed: UInt64 = 0
+
+        func run() throws {
+            try reportingErrors {
+                guard let kind = ModelKind(rawValue: model) else {
+                    throw ValidationError("unknown model '\(model)'; choose one of \(ModelKind.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                let built = ResNet18.build(kind, seed: seed)
+                try Checkpoint.save(built.graph.store, to: out, metadata: ["model": kind.rawValue, "seed": String(seed)])
+                say("\(out): \(kind.rawValue), \(built.graph.store.entries.count) tensors, \(built.graph.store.count) parameters")
             }
         }
     }
