@@ -31,6 +31,8 @@ public final class Conv2D: Layer {
     private var bias: UnsafeMutablePointer<Float>?, biasGrad: UnsafeMutablePointer<Float>?
     /// Summed kernels and their gradient, for a replicated input.
     private var folded: UnsafeMutablePointer<Float>?, foldedGrad: UnsafeMutablePointer<Float>?
+    /// Winograd-transformed kernels (forward, and rotated for the data gradient).
+    private var transformed: UnsafeMutablePointer<Float>?, transformedBack: UnsafeMutablePointer<Float>?
 
     public init(filters: Int, kernel: (Int, Int), stride: (Int, Int) = (1, 1), padding: Padding = .same, bias: Bool = true,
                 inputChannels: Int, replicatedFrom1: Bool = false) {
@@ -46,8 +48,7 @@ public final class Conv2D: Layer {
     }
 
     deinit {
-        folded?.deallocate()
-        foldedGrad?.deallocate()
+        for buffer in [folded, foldedGrad, transformed, transformedBack] { buffer?.deallocate() }
     }
 
     public var kind: String { "Conv2D" }
@@ -110,6 +111,12 @@ public final class Conv2D: Layer {
 
     private var isPointwise: Bool { kernelH == 1 && kernelW == 1 && strideH == 1 && strideW == 1 }
 
+    /// Stride-1 `same` 3x3 convolutions go through Winograd F(2x2, 3x3); `useWinograd = false` forces im2col.
+    public var useWinograd = true
+    private var winograd: Bool {
+        useWinograd && kernelH == 3 && kernelW == 3 && strideH == 1 && strideW == 1 && padding == .same && !replicatedFrom1
+    }
+
     /// Columns of one image: row (c, ky, kx), column j of `ld` starting at `column`.
     private func im2col(_ x: UnsafePointer<Float>, _ g: Geometry, _ col: UnsafeMutablePointer<Float>, ld: Int, column: Int) {
         let rows = g.c * kernelH * kernelW
@@ -167,6 +174,16 @@ public final class Conv2D: Layer {
 
     public func forward(_ x: [Tensor], _ y: Tensor, _ context: Context) {
         let input = x[0]
+        if winograd {
+            let s = input.shape, c = declaredChannels, weight = self.weight!
+            // Transformed on every call: keeping them between inferences measured slower (the fresh
+            // transform leaves them in cache for the products that follow).
+            if transformed == nil { transformed = .allocate(capacity: 16 * filters * c) }
+            Winograd3x3.transformKernels(into: transformed!, outputs: filters, channels: c) { o, i, ky, kx in weight[((o * c + i) * 3 + ky) * 3 + kx] }
+            Winograd3x3.convolve(input: input.data, n: s.n, channels: c, height: s.h, width: s.w, outputs: filters,
+                                 transformed: transformed!, bias: bias.map { UnsafePointer($0) }, output: y.data, accumulate: false, context: context)
+            return
+        }
         let g = geometry(input.shape)
         let n = input.shape.n, k = g.c * kernelH * kernelW, plane = g.plane
         let w = effectiveWeight()
@@ -259,7 +276,7 @@ public final class Conv2D: Layer {
             }
             // dW += dY (filters x cols) . col^T (cols x k)
             gemm(transB: true, m: filters, n: k, k: count * plane, a: gathered, lda: ld, b: col, ldb: ld, beta: 1, c: wGrad, ldc: k)
-            if let gradient = dx[0] {
+            if let gradient = dx[0], !winograd {
                 // dcol = W^T (k x filters) . dY (filters x cols)
                 gemm(transA: true, m: k, n: count * plane, k: filters, a: w, lda: k, b: gathered, ldb: ld, beta: 0, c: dcol, ldc: ld)
                 for j in 0..<count {
@@ -275,6 +292,16 @@ public final class Conv2D: Layer {
                 }
             }
             first += count
+        }
+        if let gradient = dx[0], winograd {
+            // dX = conv3x3_same(dY, W rotated by 180 degrees, channels swapped).
+            let s = input.shape, c = declaredChannels, weight = self.weight!, f = filters
+            if transformedBack == nil { transformedBack = .allocate(capacity: 16 * filters * c) }
+            Winograd3x3.transformKernels(into: transformedBack!, outputs: c, channels: f) { i, o, ky, kx in
+                weight[((o * c + i) * 3 + (2 - ky)) * 3 + (2 - kx)]
+            }
+            Winograd3x3.convolve(input: dy.data, n: s.n, channels: f, height: s.h, width: s.w, outputs: c,
+                                 transformed: transformedBack!, bias: nil, output: gradient.data, accumulate: true, context: context)
         }
         if let foldedGrad {
             // Every replica of the input channel gets the summed kernel's gradient.

@@ -147,7 +147,9 @@ public final class Graph {
     public var nodeCount: Int { nodes.count }
 
     /// Seconds spent per layer kind and direction ("Conv2D forward"), when `profiling` is on.
-    public var profiling = false
+    public var profiling = false {
+        didSet { if profiling { profile = [:] } }
+    }
     public private(set) var profile: [String: Double] = [:]
 
     private func timed(_ label: @autoclosure () -> String, _ body: () -> Void) {

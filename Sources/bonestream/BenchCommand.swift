@@ -465,7 +465,7 @@ extension BenchCommand {
                     if profile {
                         say("\(kind.rawValue): a training step of \(String(format: "%.0f", stepSeconds * 1000)) ms, by layer (ms per step):")
                         for (label, seconds) in g.profile.sorted(by: { $0.value > $1.value }) where seconds / Double(steps) > 0.005 {
-                            say(String(format: "  %-32@ %8.1f", label as NSString, seconds * 1000 / Double(steps)))
+                            say("  " + label.padding(toLength: 32, withPad: " ", startingAt: 0) + String(format: "%8.1f", seconds * 1000 / Double(steps)))
                         }
                         g.profiling = false
                     }
@@ -474,6 +474,15 @@ extension BenchCommand {
                     let inferenceStart = ContinuousClock.now
                     for _ in 0..<inferences { g.forward(training: false) }
                     let inferenceSeconds = (ContinuousClock.now - inferenceStart).seconds / Double(inferences)
+                    if profile {
+                        g.profiling = true
+                        g.forward(training: false)
+                        g.profiling = false
+                        say("\(kind.rawValue): one inference (25 patches), by layer (ms):")
+                        for (label, seconds) in g.profile.sorted(by: { $0.value > $1.value }) where seconds > 0.002 && label.hasSuffix("forward") {
+                            say("  " + label.padding(toLength: 32, withPad: " ", startingAt: 0) + String(format: "%8.1f", seconds * 1000))
+                        }
+                    }
                     let flops = g.forwardFlopsPerSample
                     results[kind.rawValue] = [
                         "train_step_ms": stepSeconds * 1000, "train_patches_per_s": Double(batch) / stepSeconds,

@@ -1,0 +1,146 @@
+// Winograd F(2x2, 3x3) for the stride-1 `same` 3x3 convolutions (most of ResNet18's work): each 2x2
+// output tile costs 16 multiplies per channel pair instead of 36, as 16 sgemms over transformed
+// tiles (Lavin and Gray, "Fast Algorithms for Convolutional Neural Networks", 2016). The backward
+// pass for the data is the same convolution of the output gradient with the kernels rotated by 180
+// degrees and input and output channels swapped.
+import Foundation
+
+enum Winograd3x3 {
+    /// The 16 transformed kernels U = G g G^T as 16 matrices (cout x cin), into `u`; `weight(o, c, ky, kx)`
+    /// reads the kernel, so the backward pass can pass the rotated, transposed one without copying it.
+    static func transformKernels(into u: UnsafeMutablePointer<Float>, outputs cout: Int, channels cin: Int,
+                                 weight: (Int, Int, Int, Int) -> Float) {
+        Threads.parallel(cout, minimum: max(1, 4096 / max(cin, 1))) { range in
+            for o in range {
+                for c in 0..<cin {
+                    var g = SIMD16<Float>()
+                    for ky in 0..<3 { for kx in 0..<3 { g[ky * 3 + kx] = weight(o, c, ky, kx) } }
+                    var t = SIMD16<Float>()  // G g: 4 x 3
+                    for j in 0..<3 {
+                        t[j] = g[j]
+                        t[3 + j] = (g[j] + g[3 + j] + g[6 + j]) * 0.5
+                        t[6 + j] = (g[j] - g[3 + j] + g[6 + j]) * 0.5
+                        t[9 + j] = g[6 + j]
+                    }
+                    for i in 0..<4 {
+                        let a = t[i * 3], b = t[i * 3 + 1], d = t[i * 3 + 2]
+                        u[((i * 4 + 0) * cout + o) * cin + c] = a
+                        u[((i * 4 + 1) * cout + o) * cin + c] = (a + b + d) * 0.5
+                        u[((i * 4 + 2) * cout + o) * cin + c] = (a - b + d) * 0.5
+                        u[((i * 4 + 3) * cout + o) * cin + c] = d
+                    }
+                }
+            }
+        }
+    }
+
+    /// out (+)= conv3x3_same(input, kernels) for every image, with the kernels already transformed.
+    static func convolve(input: UnsafePointer<Float>, n: Int, channels cin: Int, height h: Int, width w: Int,
+                         outputs cout: Int, transformed u: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
+                         output: UnsafeMutablePointer<Float>, accumulate: Bool, context: Context) {
+        let tilesH = (h + 1) / 2, tilesW = (w + 1) / 2, perImage = tilesH * tilesW
+        let chunk = max(1, min(n, 3136 / perImage))
+        let maxTiles = chunk * perImage
+        let vCount = 16 * cin * maxTiles
+        let scratch = context.scratch(vCount + 16 * cout * maxTiles)
+        let v = scratch, m = v + vCount
+        var first = 0
+        while first < n {
+            let images = min(chunk, n - first), tiles = images * perImage
+            // Input transform V = B^T d B of every 4x4 patch (zero outside the image), as 16 matrices
+            // (cin x tiles), a row of tiles at a time: B^T down the columns of four padded input
+            // rows, then B along each tile's four columns.
+            let padded = w + 4
+            Threads.parallel(cin * images, minimum: 1) { range in
+                let rows = UnsafeMutablePointer<Float>.allocate(capacity: 8 * padded)
+                defer { rows.deallocate() }
+                let source = rows, t = rows + 4 * padded
+                for item in range {
+                    let c = item % cin, image = item / cin
+                    let plane = input + ((first + image) * cin + c) * h * w
+                    for ty in 0..<tilesH {
+                        // source row r holds input row 2ty - 1 + r at columns shifted by one (column -1 at 0).
+                        for r in 0..<4 {
+                            let row = source + r * padded
+                            let y = 2 * ty - 1 + r
+                            row[0] = 0
+                            if y >= 0 && y < h { (row + 1).update(from: plane + y * w, count: w) } else { (row + 1).update(repeating: 0, count: w) }
+                            for x in (w + 1)..<padded { row[x] = 0 }
+                        }
+                        let s0 = source, s1 = source + padded, s2 = source + 2 * padded, s3 = source + 3 * padded
+                        let t0 = t, t1 = t + padded, t2 = t + 2 * padded, t3 = t + 3 * padded
+                        for x in 0..<padded {
+                            t0[x] = s0[x] - s2[x]
+                            t1[x] = s1[x] + s2[x]
+                            t2[x] = s2[x] - s1[x]
+                            t3[x] = s1[x] - s3[x]
+                        }
+                        let tile0 = image * perImage + ty * tilesW
+                        for i in 0..<4 {
+                            let ti = t + i * padded
+                            let out0 = v + ((i * 4 + 0) * cin + c) * tiles + tile0, out1 = v + ((i * 4 + 1) * cin + c) * tiles + tile0
+                            let out2 = v + ((i * 4 + 2) * cin + c) * tiles + tile0, out3 = v + ((i * 4 + 3) * cin + c) * tiles + tile0
+                            for tx in 0..<tilesW {
+                                let x = 2 * tx
+                                let a = ti[x], b = ti[x + 1], p = ti[x + 2], q = ti[x + 3]
+                                out0[tx] = a - p
+                                out1[tx] = b + p
+                                out2[tx] = p - b
+                                out3[tx] = b - q
+                            }
+                        }
+                    }
+                }
+            }
+            // 16 products M_k (cout x tiles) = U_k (cout x cin) V_k (cin x tiles).
+            for k in 0..<16 {
+                gemm(m: cout, n: tiles, k: cin, a: u + k * cout * cin, lda: cin, b: v + k * cin * tiles, ldb: tiles, beta: 0,
+                     c: m + k * cout * tiles, ldc: tiles)
+            }
+            // Output transform Y = A^T M A, 2x2 per tile, clipped at odd edges; a row of tiles at a time.
+            Threads.parallel(cout * images, minimum: 1) { range in
+                let rows = UnsafeMutablePointer<Float>.allocate(capacity: 8 * tilesW)
+                defer { rows.deallocate() }
+                for item in range {
+                    let o = item % cout, image = item / cout
+                    let plane = output + ((first + image) * cout + o) * h * w
+                    let b = bias?[o] ?? 0
+                    for ty in 0..<tilesH {
+                        let tile0 = image * perImage + ty * tilesW
+                        // s[i][j] over the row's tiles: rows of A^T M.
+                        for j in 0..<4 {
+                            let m0 = m + ((0 * 4 + j) * cout + o) * tiles + tile0, m1 = m + ((1 * 4 + j) * cout + o) * tiles + tile0
+                            let m2 = m + ((2 * 4 + j) * cout + o) * tiles + tile0, m3 = m + ((3 * 4 + j) * cout + o) * tiles + tile0
+                            let upper = rows + j * tilesW, lower = rows + (4 + j) * tilesW
+                            for tx in 0..<tilesW {
+                                upper[tx] = m0[tx] + m1[tx] + m2[tx]
+                                lower[tx] = m1[tx] - m2[tx] - m3[tx]
+                            }
+                        }
+                        for i in 0..<2 {
+                            let y = 2 * ty + i
+                            guard y < h else { continue }
+                            let s0 = rows + (i * 4) * tilesW, s1 = s0 + tilesW, s2 = s1 + tilesW, s3 = s2 + tilesW
+                            let line = plane + y * w
+                            let full = w / 2
+                            if accumulate {
+                                for tx in 0..<full {
+                                    line[2 * tx] += s0[tx] + s1[tx] + s2[tx] + b
+                                    line[2 * tx + 1] += s1[tx] - s2[tx] - s3[tx] + b
+                                }
+                                if w % 2 == 1 { line[w - 1] += s0[full] + s1[full] + s2[full] + b }
+                            } else {
+                                for tx in 0..<full {
+                                    line[2 * tx] = s0[tx] + s1[tx] + s2[tx] + b
+                                    line[2 * tx + 1] = s1[tx] - s2[tx] - s3[tx] + b
+                                }
+                                if w % 2 == 1 { line[w - 1] = s0[full] + s1[full] + s2[full] + b }
+                            }
+                        }
+                    }
+                }
+            }
+            first += images
+        }
+    }
+}
