@@ -16,6 +16,7 @@ import os
 import time
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 PAPER = {"vanilla": (11_191_473, 11_181_873), "channel_attention": (11_368_809, 11_359_209), "cbam": (11_369_691, 11_360_091)}
@@ -25,11 +26,34 @@ def bn(c):
     return nn.BatchNorm2d(c, eps=1e-3, momentum=0.01)
 
 
+def keras_pad(x, k, stride, value=0.0):
+    """Keras/TensorFlow `same` padding: the odd pixel goes to the bottom and right."""
+    h, w = x.shape[2], x.shape[3]
+    def pads(size):
+        out = (size + stride - 1) // stride
+        total = max((out - 1) * stride + k - size, 0)
+        return total // 2, total - total // 2
+    (top, bottom), (left, right) = pads(h), pads(w)
+    return F.pad(x, (left, right, top, bottom), value=value)
+
+
+class Conv(nn.Conv2d):
+    """nn.Conv2d with `same` padding: PyTorch's symmetric padding for speed, or Keras's exact
+    asymmetric one (keras=True) to reproduce BoneStream's outputs."""
+
+    def __init__(self, cin, cout, k, stride=1, bias=True, keras=False):
+        super().__init__(cin, cout, k, stride, 0 if keras else k // 2, bias=bias)
+        self.keras = keras
+
+    def forward(self, x):
+        return super().forward(keras_pad(x, self.kernel_size[0], self.stride[0]) if self.keras else x)
+
+
 class Attention(nn.Module):
-    def __init__(self, c, spatial, ratio=8):
+    def __init__(self, c, spatial, ratio=8, keras=False):
         super().__init__()
         self.fc1, self.fc2 = nn.Linear(c, c // ratio), nn.Linear(c // ratio, c)
-        self.spatial = nn.Conv2d(2, 1, 7, padding=3, bias=False) if spatial else None
+        self.spatial = Conv(2, 1, 7, bias=False, keras=keras) if spatial else None
 
     def forward(self, x):
         mlp = lambda v: self.fc2(torch.relu(self.fc1(v)))
@@ -42,12 +66,12 @@ class Attention(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, cin, cout, stride, kind):
+    def __init__(self, cin, cout, stride, kind, keras=False):
         super().__init__()
-        self.conv1, self.bn1 = nn.Conv2d(cin, cout, 3, stride, 1), bn(cout)
-        self.conv2, self.bn2 = nn.Conv2d(cout, cout, 3, 1, 1), bn(cout)
-        self.attention = None if kind == "vanilla" else Attention(cout, kind == "cbam")
-        self.downsample = nn.Sequential(nn.Conv2d(cin, cout, 1, stride), bn(cout)) if stride != 1 or cin != cout else None
+        self.conv1, self.bn1 = Conv(cin, cout, 3, stride, keras=keras), bn(cout)
+        self.conv2, self.bn2 = Conv(cout, cout, 3, 1, keras=keras), bn(cout)
+        self.attention = None if kind == "vanilla" else Attention(cout, kind == "cbam", keras=keras)
+        self.downsample = nn.Sequential(Conv(cin, cout, 1, stride, keras=keras), bn(cout)) if stride != 1 or cin != cout else None
 
     def forward(self, x):
         y = torch.relu(self.bn1(self.conv1(x)))
@@ -58,25 +82,29 @@ class Block(nn.Module):
 
 
 class ResNet18(nn.Module):
-    def __init__(self, kind):
+    """Parameter names equal BoneStream's checkpoint names, so `load_state_dict` takes its tensors."""
+
+    def __init__(self, kind, widths=(64, 128, 256, 512), keras=False):
         super().__init__()
-        self.conv1, self.bn1 = nn.Conv2d(3, 64, 7, 2, 3), bn(64)
-        self.attention = None if kind == "vanilla" else Attention(64, kind == "cbam")
-        self.maxpool = nn.MaxPool2d(3, 2, 1)
-        layers, cin = [], 64
-        for stage, width in enumerate([64, 128, 256, 512]):
-            layers.append(nn.Sequential(Block(cin, width, 2 if stage else 1, kind), Block(width, width, 1, kind)))
+        self.keras = keras
+        self.conv1, self.bn1 = Conv(3, widths[0], 7, 2, keras=keras), bn(widths[0])
+        self.attention = None if kind == "vanilla" else Attention(widths[0], kind == "cbam", keras=keras)
+        self.maxpool = nn.MaxPool2d(3, 2, 0 if keras else 1)
+        layers, cin = [], widths[0]
+        for stage, width in enumerate(widths):
+            layers.append(nn.Sequential(Block(cin, width, 2 if stage else 1, kind, keras), Block(width, width, 1, kind, keras)))
             cin = width
         self.layer1, self.layer2, self.layer3, self.layer4 = layers
-        self.sex = nn.Linear(1, 16)
-        self.fc = nn.Linear(512 + 16, 1)
+        self.sex = nn.ModuleDict({"dense": nn.Linear(1, 16)})
+        self.fc = nn.Linear(widths[-1] + 16, 1)
 
     def forward(self, image, sex):
         x = torch.relu(self.bn1(self.conv1(image)))
         if self.attention is not None:
             x = self.attention(x)
-        x = self.layer4(self.layer3(self.layer2(self.layer1(self.maxpool(x)))))
-        return self.fc(torch.cat([x.mean((2, 3)), torch.relu(self.sex(sex))], 1))
+        x = self.maxpool(keras_pad(x, 3, 2, float("-inf")) if self.keras else x)
+        x = self.layer4(self.layer3(self.layer2(self.layer1(x))))
+        return self.fc(torch.cat([x.mean((2, 3)), torch.relu(self.sex["dense"](sex))], 1))
 
 
 def counts(model):

@@ -85,13 +85,51 @@ import Testing
     }
 }
 
+extension CheckpointTests {
+    /// The same checkpoint in PyTorch (tools/torch_equivalence.py, Keras padding) predicts what the engine does.
+    @Test(.enabled(if: pythonHasTorch), arguments: ModelKind.allCases)
+    func pyTorchLoadsTheCheckpointAndPredictsTheSame(kind: ModelKind) throws {
+        let dir = try TemporaryDirectory("checkpoint-torch")
+        let model = CheckpointTests.trained(kind)  // two Adam steps: moving statistics are not the defaults
+        let g = model.graph
+        try Checkpoint.save(g.store, to: dir.path + "/model.safetensors")
+        let n = 3, size = CheckpointTests.tiny.input
+        g.prepare(batch: n)
+        let image = g.output(of: model.image), sex = g.output(of: model.sex)
+        var values: [Float] = []
+        for i in 0..<image.count {
+            image[i] = Float((i * 7919) % 1000) / 1000
+            values.append(image[i])
+        }
+        for i in 0..<n {
+            sex[i] = Float(i % 2)
+            values.append(sex[i])
+        }
+        try values.withUnsafeBytes { try Data($0).write(to: URL(fileURLWithPath: dir.path + "/input.f32")) }
+        g.forward(training: false)
+        let ours = g.output.array
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        process.arguments = ["python3", repositoryRoot + "/tools/torch_equivalence.py", dir.path + "/model.safetensors", dir.path + "/input.f32",
+                             "--model", kind.rawValue, "--size", String(size), "--count", String(n),
+                             "--widths", CheckpointTests.tiny.widths.map(String.init).joined(separator: ",")]
+        process.environment = ProcessInfo.processInfo.environment.merging(["PYTHONPATH": repositoryRoot + "/tools"]) { _, new in new }
+        let out = Pipe()
+        process.standardOutput = out
+        try process.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        #expect(process.terminationStatus == 0)
+        let theirs = try #require(try JSONSerialization.jsonObject(with: data) as? [Double])
+        #expect(theirs.count == n)
+        for (a, b) in zip(ours, theirs) {
+            #expect(abs(Double(a) - b) <= 1e-4 * max(1, abs(b)), "\(kind): BoneStream \(a), PyTorch \(b)")
+        }
+    }
+}
+
+/// True when python3 can import torch (CPU) and numpy.
+let pythonHasTorch = pythonCanImport("torch, numpy")
+
 /// True when python3 can import numpy.
-let pythonHasNumpy: Bool = {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = ["python3", "-c", "import numpy"]
-    process.standardError = FileHandle.nullDevice
-    guard (try? process.run()) != nil else { return false }
-    process.waitUntilExit()
-    return process.terminationStatus == 0
-}()
+let pythonHasNumpy = pythonCanImport("numpy")

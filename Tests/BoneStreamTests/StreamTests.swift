@@ -256,12 +256,4 @@ import Testing
 }
 
 /// True when python3 can import pyzmq and numpy (the Python client's test needs them; CI may not have them).
-let pythonHasZMQ: Bool = {
-    let process = Process()
-    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-    process.arguments = ["python3", "-c", "import zmq, numpy"]
-    process.standardError = FileHandle.nullDevice
-    guard (try? process.run()) != nil else { return false }
-    process.waitUntilExit()
-    return process.terminationStatus == 0
-}()
+let pythonHasZMQ = pythonCanImport("zmq, numpy")

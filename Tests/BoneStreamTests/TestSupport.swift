@@ -87,3 +87,15 @@ func tinyNormalizedPhantoms(_ label: String, _ assignments: [String]) throws -> 
     _ = try Normalizer.run(NormalizeOptions(config: config), logger: logger, showProgress: false)
     return (dir, config)
 }
+
+/// True when `python3 -c "import <modules>"` succeeds (tests of the Python tools need it; a fresh CI
+/// machine may not have the packages).
+func pythonCanImport(_ modules: String) -> Bool {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    process.arguments = ["python3", "-c", "import \(modules)"]
+    process.standardError = FileHandle.nullDevice
+    guard (try? process.run()) != nil else { return false }
+    process.waitUntilExit()
+    return process.terminationStatus == 0
+}
