@@ -88,7 +88,8 @@ public enum Threads {
 /// Row-major single-precision matrix product C = alpha op(A) op(B) + beta C, split over the cores
 /// by columns of C (or by rows when C is narrow); each share is one single-threaded sgemm.
 func gemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int, alpha: Float = 1,
-          a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int) {
+          a: UnsafePointer<Float>, lda: Int, b: UnsafePointer<Float>, ldb: Int, beta: Float, c: UnsafeMutablePointer<Float>, ldc: Int,
+          split: Bool = true) {
     Threads.configureBLAS()
     func product(rows: Range<Int>, columns: Range<Int>) {
         guard !rows.isEmpty, !columns.isEmpty else { return }
@@ -101,7 +102,7 @@ func gemm(transA: Bool = false, transB: Bool = false, m: Int, n: Int, k: Int, al
                     c + rows.lowerBound * ldc + columns.lowerBound, Int32(ldc))
     }
     let work = Double(m) * Double(n) * Double(k)
-    let parts = work < 4_000_000 ? 1 : Threads.count
+    let parts = work < 4_000_000 || !split ? 1 : Threads.count
     if parts == 1 { return product(rows: 0..<m, columns: 0..<n) }
     if n >= 64 * parts {
         // Column shares rounded to 16 for the kernels' sake.
