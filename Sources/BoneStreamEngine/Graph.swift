@@ -81,7 +81,7 @@ public final class Graph {
     private var inputNodes: [Int] = []
     private var outputs: [Tensor] = []
     private var grads: [Tensor] = []
-    /// Whether a node's output gradient is needed (false for inputs and what only feeds from them).
+    /// Whether a node gets an output gradient (inputs do not).
     private var needsGrad: [Bool] = []
     public private(set) var batchSize = 0
     public let context = Context(training: true)

@@ -61,14 +61,11 @@ struct UnsafeSendable<T>: @unchecked Sendable {
 /// thread spins or waits for another library's pool: two cores run two threads.
 public enum Threads {
     public static let count = max(1, ProcessInfo.processInfo.activeProcessorCount)
-    nonisolated(unsafe) private static var configured = false
+    /// Runs once, thread-safely (a static's initialiser), whichever thread multiplies first.
+    private static let singleThreadedBLAS: Void = openblas_set_num_threads(1)
 
     /// Makes OpenBLAS single-threaded (the engine splits products itself). Called by every product.
-    public static func configureBLAS() {
-        guard !configured else { return }
-        configured = true
-        openblas_set_num_threads(1)
-    }
+    public static func configureBLAS() { _ = singleThreadedBLAS }
 
     /// Runs `body` over `0..<n` in up to `count` contiguous chunks, on several threads when each chunk
     /// gets at least `minimum` items.

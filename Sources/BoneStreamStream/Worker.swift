@@ -120,7 +120,8 @@ public final class Worker {
                 logger.warning("worker: WORK for \(id), which the plan does not have")
                 return true
             }
-            let message: [MessageBuffer]
+            // The pixels go into a shared-memory slot (a reference travels) or into a buffer that
+            // travels itself; libzmq frees a sent buffer when it is done with it, so a fresh one per batch.
             var slot: Int?
             if let slots {
                 // Waits while every slot is with the consumer; heartbeats keep going meanwhile.
@@ -129,29 +130,25 @@ public final class Worker {
                     return shouldStop() || parentGone()
                 }) else { return false }
                 slot = taken
-                let t0 = ContinuousClock.now
-                var header = setup.builder.build(id.kind, epoch: Int(id.epoch), batch: Int(id.index),
-                                                 pixels: slots.bytes(taken).assumingMemoryBound(to: UInt8.self), labels: labels.base)
-                buildTime += ContinuousClock.now - t0
-                built += Int(header.count)
-                header.flags |= BatchHeader.flagSharedPixels
-                let reference = slots.reference(slot: taken, length: header.pixelBytes)
-                message = [MessageBuffer(copying: Data(header.encoded())), MessageBuffer(copying: Data(reference.encoded())),
-                           MessageBuffer(copying: Data(bytes: labels.base, count: Int(header.count) * SampleLabel.size))]
-            } else {
-                // libzmq frees a sent buffer when it is done with it: a fresh one per batch.
-                let pixels = MessageBuffer(count: batchSize * patchBytes)
-                let t0 = ContinuousClock.now
-                let header = setup.builder.build(id.kind, epoch: Int(id.epoch), batch: Int(id.index),
-                                                 pixels: pixels.base.assumingMemoryBound(to: UInt8.self), labels: labels.base)
-                buildTime += ContinuousClock.now - t0
-                built += Int(header.count)
-                let n = Int(header.count)
-                // A short last batch sends only its filled part.
-                let pixelFrame = n == batchSize ? pixels : MessageBuffer(copying: Data(bytes: pixels.base, count: n * patchBytes))
-                message = [MessageBuffer(copying: Data(header.encoded())), pixelFrame,
-                           MessageBuffer(copying: Data(bytes: labels.base, count: n * SampleLabel.size))]
             }
+            let inline = slots == nil ? MessageBuffer(count: batchSize * patchBytes) : nil
+            let target = slot.map { slots!.bytes($0) } ?? inline!.base
+            let start = ContinuousClock.now
+            var header = setup.builder.build(id.kind, epoch: Int(id.epoch), batch: Int(id.index),
+                                             pixels: target.assumingMemoryBound(to: UInt8.self), labels: labels.base)
+            buildTime += ContinuousClock.now - start
+            let n = Int(header.count)
+            built += n
+            let pixelFrame: MessageBuffer
+            if let slot, let slots {
+                header.flags |= BatchHeader.flagSharedPixels
+                pixelFrame = MessageBuffer(copying: Data(slots.reference(slot: slot, length: header.pixelBytes).encoded()))
+            } else {
+                // A short last batch sends only its filled part.
+                pixelFrame = n == batchSize ? inline! : MessageBuffer(copying: Data(bytes: inline!.base, count: n * patchBytes))
+            }
+            let message = [MessageBuffer(copying: Data(header.encoded())), pixelFrame,
+                           MessageBuffer(copying: Data(bytes: labels.base, count: n * SampleLabel.size))]
             while try !data.send(buffers: message) {
                 if shouldStop() || parentGone() {
                     if let slot { slots?.release(slot) }
