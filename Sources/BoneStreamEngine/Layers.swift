@@ -228,26 +228,42 @@ public final class Pool2D: Layer {
         return max(start, 0)..<min(start + size, limit)
     }
 
+    /// Separable: the window's reduction along each row into a buffer (h x ow), then down the columns.
+    /// Max and sum are both separable, and the clipped window is a rectangle, so the result is the
+    /// window's max or mean exactly.
     public func forward(_ x: [Tensor], _ y: Tensor, _ context: Context) {
         let s = x[0].shape, o = y.shape
         let top = padding.geometry(input: s.h, kernel: size, stride: stride).before
         let left = padding.geometry(input: s.w, kernel: size, stride: stride).before
-        let input = x[0].data, output = y.data
+        let input = x[0].data, output = y.data, isMax = mode == .max
+        let columns = (0..<o.w).map { window($0, left, s.w) }, rows = (0..<o.h).map { window($0, top, s.h) }
         Threads.parallel(s.n * s.c, minimum: max(1, 16_384 / max(s.plane, 1))) { r in
+            let across = UnsafeMutablePointer<Float>.allocate(capacity: s.h * o.w)
+            defer { across.deallocate() }
             for nc in r {
                 let p = input + nc * s.plane, q = output + nc * o.plane
-                for oy in 0..<o.h {
-                    let rows = self.window(oy, top, s.h)
+                for iy in 0..<s.h {
+                    let line = p + iy * s.w, target = across + iy * o.w
                     for ox in 0..<o.w {
-                        let cols = self.window(ox, left, s.w)
-                        var value: Float = self.mode == .max ? -.infinity : 0
-                        for iy in rows {
-                            for ix in cols {
-                                let v = p[iy * s.w + ix]
-                                if self.mode == .max { value = max(value, v) } else { value += v }
-                            }
+                        let window = columns[ox]
+                        var value = line[window.lowerBound]
+                        for ix in window.lowerBound + 1..<window.upperBound { value = isMax ? max(value, line[ix]) : value + line[ix] }
+                        target[ox] = value
+                    }
+                }
+                for oy in 0..<o.h {
+                    let window = rows[oy], target = q + oy * o.w
+                    target.update(from: across + window.lowerBound * o.w, count: o.w)
+                    for iy in window.lowerBound + 1..<window.upperBound {
+                        let source = across + iy * o.w
+                        if isMax {
+                            for ox in 0..<o.w { target[ox] = max(target[ox], source[ox]) }
+                        } else {
+                            for ox in 0..<o.w { target[ox] += source[ox] }
                         }
-                        q[oy * o.w + ox] = self.mode == .max ? value : value / Float(rows.count * cols.count)
+                    }
+                    if !isMax {
+                        for ox in 0..<o.w { target[ox] /= Float(window.count * columns[ox].count) }
                     }
                 }
             }
