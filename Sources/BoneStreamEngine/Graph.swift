@@ -12,8 +12,36 @@ public final class Context {
     public var seed: UInt64 = 0
     public var step: UInt64 = 0
 
-    public init(training: Bool) { self.training = training }
-    deinit { scratch.deallocate() }
+    /// One small buffer per thread chunk (rows of a transform, a pooling pass), grown as needed.
+    private let threadBuffers: UnsafeMutablePointer<UnsafeMutablePointer<Float>>
+    private let threadCounts: UnsafeMutablePointer<Int>
+
+    public init(training: Bool) {
+        self.training = training
+        threadBuffers = .allocate(capacity: Threads.count)
+        threadCounts = .allocate(capacity: Threads.count)
+        for i in 0..<Threads.count {
+            threadBuffers[i] = .allocate(capacity: 1)
+            threadCounts[i] = 1
+        }
+    }
+
+    deinit {
+        scratch.deallocate()
+        for i in 0..<Threads.count { threadBuffers[i].deallocate() }
+        threadBuffers.deallocate()
+        threadCounts.deallocate()
+    }
+
+    /// At least `count` floats for chunk `chunk` of a `Threads.parallelChunks` loop; chunks never share one.
+    func threadScratch(_ chunk: Int, _ count: Int) -> UnsafeMutablePointer<Float> {
+        if count > threadCounts[chunk] {
+            threadBuffers[chunk].deallocate()
+            threadBuffers[chunk] = .allocate(capacity: count)
+            threadCounts[chunk] = count
+        }
+        return threadBuffers[chunk]
+    }
 
     /// At least `count` floats of scratch. Grows only while a graph warms up.
     func scratch(_ count: Int) -> UnsafeMutablePointer<Float> {
@@ -81,6 +109,9 @@ public final class Graph {
     private var inputNodes: [Int] = []
     private var outputs: [Tensor] = []
     private var grads: [Tensor] = []
+    /// Per node, its input tensors and their gradients (nil where none), made once per batch size.
+    private var nodeInputs: [[Tensor]] = []
+    private var nodeInputGrads: [[Tensor?]] = []
     /// Whether a node gets an output gradient (inputs do not).
     private var needsGrad: [Bool] = []
     public private(set) var batchSize = 0
@@ -134,6 +165,8 @@ public final class Graph {
         batchSize = n
         outputs = nodes.map { Tensor(Shape(n, $0.shape.c, $0.shape.h, $0.shape.w)) }
         grads = nodes.enumerated().map { i, node in needsGrad[i] ? Tensor(Shape(n, node.shape.c, node.shape.h, node.shape.w)) : Tensor(Shape(0, 0)) }
+        nodeInputs = nodes.map { $0.inputs.map { outputs[$0] } }
+        nodeInputGrads = nodes.map { $0.inputs.map { needsGrad[$0] ? grads[$0] : nil } }
     }
 
     /// The graph's input tensors, in the order `input` was called; fill them before `forward`.
@@ -163,7 +196,7 @@ public final class Graph {
     public func forward(training: Bool) {
         context.training = training
         for (i, node) in nodes.enumerated() where !(node.layer is InputLayer) {
-            timed("\(node.layer.kind) forward") { node.layer.forward(node.inputs.map { outputs[$0] }, outputs[i], context) }
+            timed("\(node.layer.kind) forward") { node.layer.forward(nodeInputs[i], outputs[i], context) }
         }
     }
 
@@ -173,8 +206,7 @@ public final class Graph {
         timed("zero gradients") { for i in 0..<nodes.count - 1 where needsGrad[i] { grads[i].zero() } }
         for i in stride(from: nodes.count - 1, through: 0, by: -1) where !(nodes[i].layer is InputLayer) {
             let node = nodes[i]
-            let dx = node.inputs.map { needsGrad[$0] ? grads[$0] : nil }
-            timed("\(node.layer.kind) backward") { node.layer.backward(node.inputs.map { outputs[$0] }, outputs[i], grads[i], dx, context) }
+            timed("\(node.layer.kind) backward") { node.layer.backward(nodeInputs[i], outputs[i], grads[i], nodeInputGrads[i], context) }
         }
     }
 

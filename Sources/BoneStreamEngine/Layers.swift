@@ -236,23 +236,21 @@ public final class Pool2D: Layer {
         let top = padding.geometry(input: s.h, kernel: size, stride: stride).before
         let left = padding.geometry(input: s.w, kernel: size, stride: stride).before
         let input = x[0].data, output = y.data, isMax = mode == .max
-        let columns = (0..<o.w).map { window($0, left, s.w) }, rows = (0..<o.h).map { window($0, top, s.h) }
-        Threads.parallel(s.n * s.c, minimum: max(1, 16_384 / max(s.plane, 1))) { r in
-            let across = UnsafeMutablePointer<Float>.allocate(capacity: s.h * o.w)
-            defer { across.deallocate() }
+        Threads.parallelChunks(s.n * s.c, minimum: max(1, 16_384 / max(s.plane, 1))) { chunk, r in
+            let across = context.threadScratch(chunk, s.h * o.w)
             for nc in r {
                 let p = input + nc * s.plane, q = output + nc * o.plane
                 for iy in 0..<s.h {
                     let line = p + iy * s.w, target = across + iy * o.w
                     for ox in 0..<o.w {
-                        let window = columns[ox]
+                        let window = self.window(ox, left, s.w)
                         var value = line[window.lowerBound]
                         for ix in window.lowerBound + 1..<window.upperBound { value = isMax ? max(value, line[ix]) : value + line[ix] }
                         target[ox] = value
                     }
                 }
                 for oy in 0..<o.h {
-                    let window = rows[oy], target = q + oy * o.w
+                    let window = self.window(oy, top, s.h), target = q + oy * o.w
                     target.update(from: across + window.lowerBound * o.w, count: o.w)
                     for iy in window.lowerBound + 1..<window.upperBound {
                         let source = across + iy * o.w
@@ -263,7 +261,7 @@ public final class Pool2D: Layer {
                         }
                     }
                     if !isMax {
-                        for ox in 0..<o.w { target[ox] /= Float(window.count * columns[ox].count) }
+                        for ox in 0..<o.w { target[ox] /= Float(window.count * self.window(ox, left, s.w).count) }
                     }
                 }
             }
@@ -375,17 +373,19 @@ public final class ChannelMeanMax: Layer {
     public func backward(_ x: [Tensor], _ y: Tensor, _ dy: Tensor, _ dx: [Tensor?], _ context: Context) {
         guard let target = dx[0]?.data else { return }
         let s = x[0].shape, input = x[0].data, out = y.data, g = dy.data
-        Threads.parallel(s.n, minimum: 1) { r in
+        Threads.parallelChunks(s.n, minimum: 1) { chunk, r in
+            // Marks positions whose maximum already took its gradient (the first channel holding it).
+            let taken = context.threadScratch(chunk, s.plane)
             for n in r {
                 let gMean = g + n * 2 * s.plane, gMax = gMean + s.plane, top = out + n * 2 * s.plane + s.plane
-                var taken = [Bool](repeating: false, count: s.plane)
+                taken.update(repeating: 0, count: s.plane)
                 for c in 0..<s.c {
                     let p = input + (n * s.c + c) * s.plane, t = target + (n * s.c + c) * s.plane
                     for j in 0..<s.plane {
                         t[j] += gMean[j] / Float(s.c)
-                        if !taken[j] && p[j] == top[j] {
+                        if taken[j] == 0 && p[j] == top[j] {
                             t[j] += gMax[j]
-                            taken[j] = true
+                            taken[j] = 1
                         }
                     }
                 }

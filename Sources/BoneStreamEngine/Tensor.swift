@@ -70,13 +70,18 @@ public enum Threads {
     /// Runs `body` over `0..<n` in up to `count` contiguous chunks, on several threads when each chunk
     /// gets at least `minimum` items.
     public static func parallel(_ n: Int, minimum: Int = 16_384, _ body: (Range<Int>) -> Void) {
+        parallelChunks(n, minimum: minimum) { _, range in body(range) }
+    }
+
+    /// The same, also passing the chunk's number (below `count`), e.g. to pick a per-thread buffer.
+    public static func parallelChunks(_ n: Int, minimum: Int = 16_384, _ body: (Int, Range<Int>) -> Void) {
         guard n > 0 else { return }
         let chunks = min(count, max(1, n / max(minimum, 1)))
-        if chunks == 1 { return body(0..<n) }
+        if chunks == 1 { return body(0, 0..<n) }
         withoutActuallyEscaping(body) { body in
             let box = UnsafeSendable(value: body)
             DispatchQueue.concurrentPerform(iterations: chunks) { i in
-                box.value(i * n / chunks..<(i + 1) * n / chunks)
+                box.value(i, i * n / chunks..<(i + 1) * n / chunks)
             }
         }
     }

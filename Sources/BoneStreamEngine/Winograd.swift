@@ -51,9 +51,8 @@ enum Winograd3x3 {
             // (cin x tiles), a row of tiles at a time: B^T down the columns of four padded input
             // rows, then B along each tile's four columns.
             let padded = w + 4
-            Threads.parallel(cin * images, minimum: 1) { range in
-                let rows = UnsafeMutablePointer<Float>.allocate(capacity: 8 * padded)
-                defer { rows.deallocate() }
+            Threads.parallelChunks(cin * images, minimum: 1) { chunk, range in
+                let rows = context.threadScratch(chunk, 8 * padded)
                 let source = rows, t = rows + 4 * padded
                 for item in range {
                     let c = item % cin, image = item / cin
@@ -102,9 +101,8 @@ enum Winograd3x3 {
                 }
             }
             // Output transform Y = A^T M A, 2x2 per tile, clipped at odd edges; a row of tiles at a time.
-            Threads.parallel(cout * images, minimum: 1) { range in
-                let rows = UnsafeMutablePointer<Float>.allocate(capacity: 8 * tilesW)
-                defer { rows.deallocate() }
+            Threads.parallelChunks(cout * images, minimum: 1) { chunk, range in
+                let rows = context.threadScratch(chunk, 8 * tilesW)
                 for item in range {
                     let o = item % cout, image = item / cout
                     let plane = output + ((first + image) * cout + o) * h * w
