@@ -1,5 +1,5 @@
-// Sink: a consumer that checks every batch and measures the stream.
-// Binds: PULL on the data endpoint. Connects: DEALER to the coordinator's control endpoint.
+// Sink: a consumer that checks every batch and measures the stream (benchmarks and tests), over
+// the same BatchReceiver a trainer uses.
 import BoneStreamAugment
 import BoneStreamBatch
 import BoneStreamCore
@@ -26,11 +26,6 @@ public struct SinkReport: Codable, Sendable {
     public var digest = ""
 }
 
-private struct EpochKey: Hashable {
-    var kind: BatchHeader.Kind
-    var epoch: UInt32
-}
-
 public final class Sink {
     private let dataEndpoint: String
     private let controlEndpoint: String
@@ -55,103 +50,31 @@ public final class Sink {
     /// Receives until the coordinator says END (or `shouldStop`), acknowledging each batch, which also
     /// returns one credit.
     public func run(shouldStop: @escaping () -> Bool = { false }) throws -> SinkReport {
-        let context = ZMQContext()
-        let data = try ZMQSocket(context, .pull)
-        try data.bind(dataEndpoint)
-        let control = try ZMQSocket(context, .dealer)
-        try control.setRoutingID("sink-\(getpid())")
-        try control.connect(controlEndpoint)
-        try control.send([Command.credit.frame, UInt32(credit).frame])
-        var report = SinkReport()
-        var seen: [BatchID: Data] = [:]  // id -> digest of its frames
-        var expected: [EpochKey: UInt32] = [:]  // batches in each (kind, epoch) seen
-        var bytes = 0
+        let receiver = BatchReceiver(dataEndpoint: dataEndpoint, controlEndpoint: controlEndpoint, credit: credit, logger: logger, name: "sink")
+        var digests: [BatchID: Data] = [:]
         var pixelSum: UInt64 = 0
-        var start: Date?
-        let pixelSource = PixelSource()
-        // Acknowledgements go out several ids to a message: when 8 wait, or the queue is empty.
-        var pendingAcks: [Data] = []
-        func flushAcknowledgements() throws {
-            guard !pendingAcks.isEmpty else { return }
-            try control.send([Command.ack.frame] + pendingAcks)
-            pendingAcks.removeAll(keepingCapacity: true)
+        let counts = try receiver.run(shouldStop: shouldStop) { header, frames, pixels in
+            // Every pixel is read (summed), as a trainer converting them would; the batch value is
+            // made only for a caller that wants it.
+            if readPixels { pixelSum &+= PixelStatistics.sum(pixels) }
+            if computeDigest { digests[BatchID(header)] = digest(header, frames, pixels) }
+            if let onBatch { onBatch(try Batch(header: header, frames: frames, pixels: pixels)) }
+            if delayPerBatch > 0 { Thread.sleep(forTimeInterval: delayPerBatch) }
         }
-        func acknowledge(_ id: BatchID) throws {
-            pendingAcks.append(id.encoded)
-            if pendingAcks.count >= 8 { try flushAcknowledgements() }
-        }
-
-        /// Checks, acknowledges, deduplicates and counts one message. Every message, during the
-        /// stream or queued after END, goes through here.
-        func accept(_ frames: [Data]) throws {
-            start = start ?? Date()
-            let header: BatchHeader
-            do {
-                header = try Batch.validate(frames: frames)
-            } catch {
-                report.malformedDropped += 1
-                logger.warning("sink: dropped a message: \(error)")
-                return
-            }
-            let id = BatchID(header)
-            if seen[id] != nil {
-                try? pixelSource.withPixels(header, frames) { _ in }  // hands a shared slot back
-                try acknowledge(id)
-                report.duplicatesDropped += 1
-                return
-            }
-            let batch: Batch?
-            do {
-                // Every pixel is read (summed), as a trainer converting them would; the batch value
-                // is made only for a caller that wants it.
-                batch = try pixelSource.withPixels(header, frames) { pixels -> Batch? in
-                    if readPixels { pixelSum &+= PixelStatistics.sum(pixels) }
-                    seen[id] = digest(header, frames, pixels)
-                    return onBatch == nil ? nil : try Batch(header: header, frames: frames, pixels: pixels)
-                }
-            } catch {
-                // Not acknowledged: the coordinator hands the batch out again.
-                report.malformedDropped += 1
-                logger.warning("sink: dropped batch \(id): \(error)")
-                return
-            }
-            try acknowledge(id)
-            expected[EpochKey(kind: id.kind, epoch: id.epoch)] = header.batchesInEpoch
-            report.batches += 1
-            report.samples += Int(header.count)
-            if header.sharedPixels { report.sharedMemoryBatches += 1 }
-            bytes += header.pixelBytes
-            if let onBatch, let batch { onBatch(batch) }
-            if delayPerBatch > 0 {
-                try flushAcknowledgements()
-                Thread.sleep(forTimeInterval: delayPerBatch)
-            }
-        }
-
-        var ended = false
-        while !ended && !shouldStop() {
-            if let frames = try data.receive(timeoutMs: pendingAcks.isEmpty ? 50 : 0) {
-                try accept(frames)
-            } else {
-                try flushAcknowledgements()
-            }
-            while let message = try control.receive(timeoutMs: 0) {
-                if Command(frame: message[0]) == .end { ended = true }
-            }
-        }
-        // Take what is already queued after END.
-        while let frames = try data.receive(timeoutMs: 100) { try accept(frames) }
-        try flushAcknowledgements()
-        for (key, count) in expected {
-            for index in 0..<count where seen[BatchID(kind: key.kind, epoch: key.epoch, index: index)] == nil { report.gaps += 1 }
-        }
+        var report = SinkReport()
+        report.batches = counts.batches
+        report.samples = counts.samples
+        report.duplicatesDropped = counts.duplicatesDropped
+        report.malformedDropped = counts.malformedDropped
+        report.gaps = counts.gaps
+        report.sharedMemoryBatches = counts.sharedMemoryBatches
+        report.seconds = counts.seconds
         var total = Hashing.Incremental()
-        for id in seen.keys.sorted() { total.update(seen[id]!) }
+        for id in digests.keys.sorted() { total.update(digests[id]!) }
         report.digest = computeDigest ? Hashing.hex(total.finalize()) : ""
-        report.seconds = start.map { Date().timeIntervalSince($0) } ?? 0
         report.patchesPerSecond = Double(report.samples) / max(report.seconds, 1e-9)
-        report.megabytesPerSecond = Double(bytes) / 1e6 / max(report.seconds, 1e-9)
-        report.meanPixel = Double(pixelSum) / Double(max(bytes, 1))
+        report.megabytesPerSecond = Double(counts.pixelBytes) / 1e6 / max(report.seconds, 1e-9)
+        report.meanPixel = Double(pixelSum) / Double(max(counts.pixelBytes, 1))
         return report
     }
 

@@ -1,0 +1,147 @@
+// The consumer's side of the stream, for any consumer (the sink, the trainer): binds the data
+// endpoint, grants credit, checks every message, resolves its pixels (inline or shared memory), drops
+// duplicates and malformed messages, acknowledges, and stops at the coordinator's END.
+// Binds: PULL on the data endpoint. Connects: DEALER to the coordinator's control endpoint.
+import BoneStreamBatch
+import BoneStreamTransport
+import Foundation
+import Logging
+
+/// What a receiver saw.
+public struct ReceiverCounts: Sendable {
+    public var batches = 0
+    public var samples = 0
+    public var duplicatesDropped = 0
+    public var malformedDropped = 0
+    /// Planned batches of the (kind, epoch)s seen that never arrived.
+    public var gaps = 0
+    public var sharedMemoryBatches = 0
+    public var pixelBytes = 0
+    /// From the first message to the end.
+    public var seconds = 0.0
+}
+
+public final class BatchReceiver {
+    private let dataEndpoint: String
+    private let controlEndpoint: String
+    private let credit: Int
+    private let logger: Logger
+    private let name: String
+
+    public init(dataEndpoint: String, controlEndpoint: String, credit: Int = 16, logger: Logger, name: String = "consumer") {
+        self.dataEndpoint = dataEndpoint
+        self.controlEndpoint = controlEndpoint
+        self.credit = credit
+        self.logger = logger
+        self.name = name
+    }
+
+    private struct EpochKey: Hashable {
+        var kind: BatchHeader.Kind
+        var epoch: UInt32
+    }
+
+    /// Receives until the coordinator says END (or `shouldStop`). `handle` gets each new batch once,
+    /// with its pixels (header.pixelBytes bytes, valid only during the call); the batch is
+    /// acknowledged, which also returns one credit, when `handle` returns. A `handle` that throws
+    /// stops the receiver with that error.
+    public func run(shouldStop: @escaping () -> Bool = { false },
+                    handle: (BatchHeader, [Data], UnsafeRawBufferPointer) throws -> Void) throws -> ReceiverCounts {
+        let context = ZMQContext()
+        let data = try ZMQSocket(context, .pull)
+        try data.bind(dataEndpoint)
+        let control = try ZMQSocket(context, .dealer)
+        try control.setRoutingID("\(name)-\(getpid())")
+        try control.connect(controlEndpoint)
+        try control.send([Command.credit.frame, UInt32(credit).frame])
+        var counts = ReceiverCounts()
+        var seen = Set<BatchID>()
+        var expected: [EpochKey: UInt32] = [:]  // batches in each (kind, epoch) seen
+        var start: Date?
+        let pixelSource = PixelSource()
+        // Acknowledgements go out several ids to a message: when 8 wait, when the queue is empty, or
+        // 10 ms after the last went (a slow consumer returns credit batch by batch, never late enough
+        // for the coordinator to hand a batch out again).
+        var pendingAcks: [Data] = []
+        var lastFlush = ContinuousClock.now
+        func flushAcknowledgements() throws {
+            lastFlush = ContinuousClock.now
+            guard !pendingAcks.isEmpty else { return }
+            try control.send([Command.ack.frame] + pendingAcks)
+            pendingAcks.removeAll(keepingCapacity: true)
+        }
+        func acknowledge(_ id: BatchID) throws {
+            pendingAcks.append(id.encoded)
+            if pendingAcks.count >= 8 || ContinuousClock.now - lastFlush > .milliseconds(10) { try flushAcknowledgements() }
+        }
+
+        /// Checks, deduplicates, hands over and acknowledges one message. Every message, during the
+        /// stream or queued after END, goes through here.
+        func accept(_ frames: [Data]) throws {
+            start = start ?? Date()
+            let header: BatchHeader
+            do {
+                header = try Batch.validate(frames: frames)
+            } catch {
+                counts.malformedDropped += 1
+                logger.warning("\(name): dropped a message: \(error)")
+                return
+            }
+            let id = BatchID(header)
+            if seen.contains(id) {
+                try? pixelSource.withPixels(header, frames) { _ in }  // hands a shared slot back
+                try acknowledge(id)
+                counts.duplicatesDropped += 1
+                return
+            }
+            do {
+                try pixelSource.withPixels(header, frames) { pixels in
+                    do {
+                        try handle(header, frames, pixels)
+                    } catch {
+                        throw HandlerError(underlying: error)
+                    }
+                }
+            } catch let error as HandlerError {
+                throw error.underlying
+            } catch {
+                // Pixels that do not resolve: not acknowledged, so the coordinator hands the batch out again.
+                counts.malformedDropped += 1
+                logger.warning("\(name): dropped batch \(id): \(error)")
+                return
+            }
+            seen.insert(id)
+            try acknowledge(id)
+            expected[EpochKey(kind: id.kind, epoch: id.epoch)] = header.batchesInEpoch
+            counts.batches += 1
+            counts.samples += Int(header.count)
+            counts.pixelBytes += header.pixelBytes
+            if header.sharedPixels { counts.sharedMemoryBatches += 1 }
+        }
+
+        var ended = false
+        while !ended && !shouldStop() {
+            if let frames = try data.receive(timeoutMs: pendingAcks.isEmpty ? 50 : 0) {
+                try accept(frames)
+            } else {
+                try flushAcknowledgements()
+            }
+            while let message = try control.receive(timeoutMs: 0) {
+                if Command(frame: message[0]) == .end { ended = true }
+            }
+        }
+        // Take what is already queued after END.
+        while let frames = try data.receive(timeoutMs: 100) { try accept(frames) }
+        try flushAcknowledgements()
+        for (key, count) in expected {
+            for index in 0..<count where !seen.contains(BatchID(kind: key.kind, epoch: key.epoch, index: index)) { counts.gaps += 1 }
+        }
+        counts.seconds = start.map { Date().timeIntervalSince($0) } ?? 0
+        return counts
+    }
+
+    /// Carries a handler's own error through the pixel resolver, so it is not taken for a bad message.
+    private struct HandlerError: Error {
+        let underlying: Error
+    }
+}
