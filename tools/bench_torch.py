@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The same ResNet18 models in PyTorch on CPU: the reference for `bonestream bench engine`.
+"""The same ResNet18 models in PyTorch on CPU: the reference for `bonestream bench train`.
 
 Role: builds ResNet18 vanilla / channel attention / CBAM exactly as BoneStream does (every conv with a
 bias, Keras batch norm settings eps 1e-3 and momentum 0.01 in PyTorch's convention, the sex branch),
@@ -7,7 +7,7 @@ checks the parameter counts against the paper's Table 3, and times a training st
 backward, Adam) on a batch of 40 and inference of one image (25 patches), with torch's threads set to
 the number of cores. The gray input is replicated to 3 channels, as a PyTorch user would feed it.
 
-Usage: python3 tools/bench_torch.py [--models vanilla,channel_attention,cbam] [--batch 40] [--steps 3] [--inferences 3] [--json]
+Usage: python3 tools/bench_torch.py [--models vanilla,channel_attention,cbam] [--batch 40] [--size 224] [--steps 3] [--inferences 3] [--json]
 Needs torch (CPU is enough).
 """
 import argparse
@@ -117,6 +117,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--models", default="vanilla,channel_attention,cbam")
     parser.add_argument("--batch", type=int, default=40)
+    parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--steps", type=int, default=3)
     parser.add_argument("--inferences", type=int, default=3)
     parser.add_argument("--threads", type=int, default=os.cpu_count())
@@ -125,12 +126,13 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     results = {}
-    for kind in args.models.split(","):
+    aliases = {"resnet18": "vanilla", "resnet18-cam": "channel_attention", "resnet18-cbam": "cbam"}
+    for kind in (aliases.get(k, k) for k in args.models.split(",")):
         model = ResNet18(kind)
         total, trainable = counts(model)
         assert (total, trainable) == PAPER[kind], f"{kind}: {total:,} / {trainable:,} parameters, the paper has {PAPER[kind]}"
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
-        image = torch.rand(args.batch, 1, 224, 224).expand(-1, 3, -1, -1).contiguous()
+        image = torch.rand(args.batch, 1, args.size, args.size).expand(-1, 3, -1, -1).contiguous()
         sex = (torch.arange(args.batch) % 2).float()[:, None]
         target = (12 + 5 * torch.arange(args.batch)).float()[:, None]
 
@@ -147,7 +149,7 @@ def main():
             step()
         step_seconds = (time.perf_counter() - start) / args.steps
         model.eval()
-        patches = torch.rand(25, 1, 224, 224).expand(-1, 3, -1, -1).contiguous()
+        patches = torch.rand(25, 1, args.size, args.size).expand(-1, 3, -1, -1).contiguous()
         sex25 = torch.zeros(25, 1)
         with torch.no_grad():
             model(patches, sex25)

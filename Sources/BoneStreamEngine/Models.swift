@@ -5,6 +5,23 @@ import Foundation
 public enum ModelKind: String, Sendable, CaseIterable {
     case vanilla, channelAttention = "channel_attention", cbam
 
+    /// The names the trainer's configuration uses (`resnet18`, `resnet18-cam`, `resnet18-cbam`).
+    public var configName: String {
+        switch self {
+        case .vanilla: "resnet18"
+        case .channelAttention: "resnet18-cam"
+        case .cbam: "resnet18-cbam"
+        }
+    }
+
+    /// Either spelling: `vanilla` / `resnet18`, `channel_attention` / `resnet18-cam`, `cbam` / `resnet18-cbam`.
+    public init?(name: String) {
+        guard let kind = ModelKind(rawValue: name) ?? ModelKind.allCases.first(where: { $0.configName == name }) else { return nil }
+        self = kind
+    }
+
+    public static var namesHelp: String { allCases.map { "\($0.rawValue) (\($0.configName))" }.joined(separator: ", ") }
+
     public var title: String {
         switch self {
         case .vanilla: "resnet18_vanilla"

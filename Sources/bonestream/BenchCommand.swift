@@ -12,7 +12,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure stage speed; figures, not tests. Each can print OpenCV/Python's figures beside ours.",
-        subcommands: [Preprocess.self, Augment.self, Stream.self, Engine.self])
+        subcommands: [Preprocess.self, Augment.self, Stream.self, Train.self])
 
     struct Shared: ParsableArguments {
         @Option(help: "Phantom images of realistic size to measure on.")
@@ -399,12 +399,16 @@ struct Table {
 }
 
 extension BenchCommand {
-    struct Engine: ParsableCommand {
+    struct Train: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Training step (forward, backward, Adam) and inference of the ResNet18 models on CPU, beside PyTorch (tools/bench_torch.py) in the same run.")
+            abstract: "Training step (forward, backward, Adam) and inference of the ResNet18 models on CPU, beside PyTorch (tools/bench_torch.py) in the same run.",
+            aliases: ["engine"])
 
-        @Option(help: "vanilla | channel_attention | cbam | all")
+        @Option(help: "resnet18 | resnet18-cam | resnet18-cbam (or vanilla | channel_attention | cbam), or all")
         var model = "all"
+
+        @Option(help: "Patch side in pixels (the paper: 224).")
+        var size = 224
 
         @Option(help: "Patches per training step (the paper: 40).")
         var batch = 40
@@ -435,10 +439,14 @@ extension BenchCommand {
 
         func run() throws {
             try reportingErrors {
-                let kinds = model == "all" ? ModelKind.allCases : try [ModelKind(rawValue: model) ?? { throw ValidationError("unknown model \(model)") }()]
+                let kinds = model == "all" ? ModelKind.allCases
+                    : try [ModelKind(name: model) ?? { throw ValidationError("unknown model \(model); choose one of \(ModelKind.namesHelp) or all") }()]
+                guard size >= 32 else { throw ValidationError("--size must be at least 32 (five stride-2 stages)") }
                 var results: [String: [String: Double]] = [:]
                 for kind in kinds {
-                    let built = ResNet18.build(kind, seed: 1)
+                    var shape = ResNetSize()
+                    shape.input = size
+                    let built = ResNet18.build(kind, size: shape, seed: 1)
                     let g = built.graph
                     var random = CounterRandom(seed: 3)
                     func fill(_ n: Int) {
@@ -496,7 +504,7 @@ extension BenchCommand {
                     let process = Process()
                     process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
                     process.arguments = [python, tools + "/bench_torch.py", "--models", kinds.map(\.rawValue).joined(separator: ","),
-                                         "--batch", String(batch), "--steps", String(steps), "--inferences", String(inferences), "--json"]
+                                         "--batch", String(batch), "--size", String(size), "--steps", String(steps), "--inferences", String(inferences), "--json"]
                     let out = Pipe()
                     process.standardOutput = out
                     try process.run()
@@ -510,13 +518,13 @@ extension BenchCommand {
                     say(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
                     return
                 }
-                say("engine: batch \(batch) at 224x224 (gray in, 3-channel first conv), \(Threads.count) threads; PyTorch CPU with the same threads, shapes and conv biases")
+                say("engine: batch \(batch) at \(size)x\(size) (gray in, 3-channel first conv), \(Threads.count) threads; PyTorch CPU with the same threads, shapes and conv biases")
                 var table = Table(columns: ["model", "measure", "bonestream", "pytorch", "ratio"])
                 for kind in kinds {
                     let ours = results[kind.rawValue]!, theirs = torch?[kind.rawValue]
                     table.add2("\(kind.rawValue)", "train patches/s", ours["train_patches_per_s"]!, theirs?["train_patches_per_s"])
-                    table.add2("", "train GFLOP/s (of \(Int(Engine.ceiling)) peak)", ours["train_gflops"]!, theirs?["train_gflops"],
-                               note: String(format: " (%.0f%%)", 100 * ours["train_gflops"]! / Engine.ceiling))
+                    table.add2("", "train GFLOP/s (of \(Int(Train.ceiling)) peak)", ours["train_gflops"]!, theirs?["train_gflops"],
+                               note: String(format: " (%.0f%%)", 100 * ours["train_gflops"]! / Train.ceiling))
                     table.add2("", "inference ms/image (25 patches)", ours["inference_ms_per_image"]!, theirs?["inference_ms_per_image"], lowerIsBetter: true)
                 }
                 say(table.render())

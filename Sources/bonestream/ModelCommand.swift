@@ -12,13 +12,13 @@ struct ModelCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Layers, output shapes and parameter counts, like Keras's summary(): vanilla, channel_attention, cbam.")
 
-        @Argument(help: "vanilla | channel_attention | cbam")
+        @Argument(help: "vanilla | channel_attention | cbam (or resnet18 | resnet18-cam | resnet18-cbam)")
         var model: String
 
         func run() throws {
             try reportingErrors {
-                guard let kind = ModelKind(rawValue: model) else {
-                    throw ValidationError("unknown model '\(model)'; choose one of \(ModelKind.allCases.map(\.rawValue).joined(separator: ", "))")
+                guard let kind = ModelKind(name: model) else {
+                    throw ValidationError("unknown model '\(model)'; choose one of \(ModelKind.namesHelp)")
                 }
                 say(ResNet18.build(kind).summary)
             }
@@ -29,7 +29,7 @@ struct ModelCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Write a freshly initialised model (Glorot uniform, Keras's defaults) as a safetensors checkpoint.")
 
-        @Argument(help: "vanilla | channel_attention | cbam")
+        @Argument(help: "vanilla | channel_attention | cbam (or resnet18 | resnet18-cam | resnet18-cbam)")
         var model: String
 
         @Option(help: "The checkpoint to write.")
@@ -40,8 +40,8 @@ struct ModelCommand: ParsableCommand {
 
         func run() throws {
             try reportingErrors {
-                guard let kind = ModelKind(rawValue: model) else {
-                    throw ValidationError("unknown model '\(model)'; choose one of \(ModelKind.allCases.map(\.rawValue).joined(separator: ", "))")
+                guard let kind = ModelKind(name: model) else {
+                    throw ValidationError("unknown model '\(model)'; choose one of \(ModelKind.namesHelp)")
                 }
                 let built = ResNet18.build(kind, seed: seed)
                 try Checkpoint.save(built.graph.store, to: out, metadata: ["model": kind.rawValue, "seed": String(seed)])
