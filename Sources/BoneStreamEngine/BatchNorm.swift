@@ -49,6 +49,14 @@ public final class BatchNorm: Layer {
         movingVariance = store.values + offsets[3]
     }
 
+    /// Inference as an affine map per channel: y = x * scale + shift.
+    func inferenceAffine(scale: UnsafeMutablePointer<Float>, shift: UnsafeMutablePointer<Float>) {
+        for c in 0..<channels {
+            scale[c] = gamma[c] / (movingVariance[c] + epsilon).squareRoot()
+            shift[c] = beta[c] - movingMean[c] * scale[c]
+        }
+    }
+
     public func forward(_ x: [Tensor], _ y: Tensor, _ context: Context) {
         let s = x[0].shape, plane = s.plane, input = x[0].data, output = y.data
         let count = Float(s.n * plane)

@@ -48,7 +48,7 @@ public final class Conv2D: Layer {
     }
 
     deinit {
-        for buffer in [folded, foldedGrad, transformed, transformedBack] { buffer?.deallocate() }
+        for buffer in [folded, foldedGrad, transformed, transformedBack, foldScale, foldShift] { buffer?.deallocate() }
     }
 
     public var kind: String { "Conv2D" }
@@ -173,6 +173,26 @@ public final class Conv2D: Layer {
     private func chunk(_ g: Geometry, _ n: Int) -> Int { max(1, min(n, 12_544 / max(g.plane, 1))) }
 
     public func forward(_ x: [Tensor], _ y: Tensor, _ context: Context) {
+        forward(x, y, context, epilogue: nil)
+    }
+
+    /// Per-channel scale and shift of a folded batch norm, filled by `foldInference`.
+    private var foldScale: UnsafeMutablePointer<Float>?, foldShift: UnsafeMutablePointer<Float>?
+
+    /// Inference forward with the following batch norm (and ReLU) folded in: writes
+    /// relu?(bn(conv(x))) into `y` in one pass over the output.
+    func forwardFolded(_ x: [Tensor], _ y: Tensor, _ context: Context, batchNorm: BatchNorm, relu: Bool) {
+        if foldScale == nil {
+            foldScale = .allocate(capacity: filters)
+            foldShift = .allocate(capacity: filters)
+        }
+        let scale = foldScale!, shift = foldShift!
+        batchNorm.inferenceAffine(scale: scale, shift: shift)
+        for f in 0..<filters { shift[f] += (bias?[f] ?? 0) * scale[f] }
+        forward(x, y, context, epilogue: Epilogue(scale: scale, shift: shift, relu: relu))
+    }
+
+    func forward(_ x: [Tensor], _ y: Tensor, _ context: Context, epilogue: Epilogue?) {
         let input = x[0]
         if winograd {
             let s = input.shape, c = declaredChannels, weight = self.weight!
@@ -181,7 +201,8 @@ public final class Conv2D: Layer {
             if transformed == nil { transformed = .allocate(capacity: 16 * filters * c) }
             Winograd3x3.transformKernels(into: transformed!, outputs: filters, channels: c) { o, i, ky, kx in weight[((o * c + i) * 3 + ky) * 3 + kx] }
             Winograd3x3.convolve(input: input.data, n: s.n, channels: c, height: s.h, width: s.w, outputs: filters,
-                                 transformed: transformed!, bias: bias.map { UnsafePointer($0) }, output: y.data, accumulate: false, context: context)
+                                 transformed: transformed!, bias: bias.map { UnsafePointer($0) }, output: y.data, accumulate: false, context: context,
+                                 epilogue: epilogue)
             return
         }
         let g = geometry(input.shape)
@@ -222,7 +243,15 @@ public final class Conv2D: Layer {
             }
             first += count
         }
-        if let bias {
+        if let epilogue {
+            let total = n * filters, floor: Float = epilogue.relu ? 0 : -.infinity
+            Threads.parallel(total, minimum: max(1, 16_384 / max(plane, 1))) { range in
+                for i in range {
+                    let scale = epilogue.scale[i % self.filters], shift = epilogue.shift[i % self.filters], p = y.data + i * plane
+                    for j in 0..<plane { p[j] = max(p[j] * scale + shift, floor) }
+                }
+            }
+        } else if let bias {
             let total = n * filters
             Threads.parallel(total, minimum: max(1, 16_384 / max(plane, 1))) { range in
                 for i in range {

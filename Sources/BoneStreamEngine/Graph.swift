@@ -193,9 +193,40 @@ public final class Graph {
         profile[label(), default: 0] += Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18
     }
 
+    /// In inference, fold each batch norm into the convolution before it (and the ReLU after it, if
+    /// any) when nothing else reads their outputs: one pass over the output instead of three.
+    public var foldBatchNorm = true
+    /// Nodes the current forward computed inside a folded convolution.
+    private var folded: [Bool] = []
+
+    /// Convolution node -> (its batch norm node, the ReLU after it or nil), for folding.
+    private lazy var foldable: [Int: (Int, Int?)] = {
+        var consumers = [[Int]](repeating: [], count: nodes.count)
+        for (i, node) in nodes.enumerated() { for input in node.inputs { consumers[input].append(i) } }
+        var plan: [Int: (Int, Int?)] = [:]
+        for (i, node) in nodes.enumerated() where node.layer is Conv2D && consumers[i].count == 1 {
+            let j = consumers[i][0]
+            guard nodes[j].layer is BatchNorm else { continue }
+            let k = consumers[j].count == 1 && nodes[consumers[j][0]].layer is ReLU ? consumers[j][0] : nil
+            plan[i] = (j, k)
+        }
+        return plan
+    }()
+
     public func forward(training: Bool) {
         context.training = training
-        for (i, node) in nodes.enumerated() where !(node.layer is InputLayer) {
+        let fold = !training && foldBatchNorm
+        if folded.count != nodes.count { folded = [Bool](repeating: false, count: nodes.count) }
+        for i in folded.indices { folded[i] = false }
+        for (i, node) in nodes.enumerated() where !(node.layer is InputLayer) && !folded[i] {
+            if fold, let (j, k) = foldable[i], let conv = node.layer as? Conv2D, let bn = nodes[j].layer as? BatchNorm {
+                timed("Conv2D+BatchNormalization forward") {
+                    conv.forwardFolded(nodeInputs[i], outputs[k ?? j], context, batchNorm: bn, relu: k != nil)
+                }
+                folded[j] = true
+                if let k { folded[k] = true }
+                continue
+            }
             timed("\(node.layer.kind) forward") { node.layer.forward(nodeInputs[i], outputs[i], context) }
         }
     }

@@ -5,6 +5,15 @@
 // degrees and input and output channels swapped.
 import Foundation
 
+/// What a convolution does to each output before writing it, when the graph folds the batch norm
+/// (and ReLU) that follow it into it for inference: y = max(value * scale[o] + shift[o], relu ? 0 : -inf).
+/// `shift` already includes the convolution's bias.
+struct Epilogue {
+    let scale: UnsafePointer<Float>
+    let shift: UnsafePointer<Float>
+    let relu: Bool
+}
+
 enum Winograd3x3 {
     /// The 16 transformed kernels U = G g G^T as 16 matrices (cout x cin), into `u`; `weight(o, c, ky, kx)`
     /// reads the kernel, so the backward pass can pass the rotated, transposed one without copying it.
@@ -37,7 +46,7 @@ enum Winograd3x3 {
     /// out (+)= conv3x3_same(input, kernels) for every image, with the kernels already transformed.
     static func convolve(input: UnsafePointer<Float>, n: Int, channels cin: Int, height h: Int, width w: Int,
                          outputs cout: Int, transformed u: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-                         output: UnsafeMutablePointer<Float>, accumulate: Bool, context: Context) {
+                         output: UnsafeMutablePointer<Float>, accumulate: Bool, context: Context, epilogue: Epilogue? = nil) {
         let tilesH = (h + 1) / 2, tilesW = (w + 1) / 2, perImage = tilesH * tilesW
         let chunk = max(1, min(n, 3136 / perImage))
         let maxTiles = chunk * perImage
@@ -106,7 +115,9 @@ enum Winograd3x3 {
                 for item in range {
                     let o = item % cout, image = item / cout
                     let plane = output + ((first + image) * cout + o) * h * w
-                    let b = bias?[o] ?? 0
+                    // Each output: value * scale + shift, then ReLU if asked (inference with batch norm folded in).
+                    let scale = epilogue?.scale[o] ?? 1, b = epilogue?.shift[o] ?? bias?[o] ?? 0
+                    let floor: Float = epilogue?.relu == true ? 0 : -.infinity
                     for ty in 0..<tilesH {
                         let tile0 = image * perImage + ty * tilesW
                         // s[i][j] over the row's tiles: rows of A^T M.
@@ -131,12 +142,18 @@ enum Winograd3x3 {
                                     line[2 * tx + 1] += s1[tx] - s2[tx] - s3[tx] + b
                                 }
                                 if w % 2 == 1 { line[w - 1] += s0[full] + s1[full] + s2[full] + b }
-                            } else {
+                            } else if epilogue == nil {
                                 for tx in 0..<full {
                                     line[2 * tx] = s0[tx] + s1[tx] + s2[tx] + b
                                     line[2 * tx + 1] = s1[tx] - s2[tx] - s3[tx] + b
                                 }
                                 if w % 2 == 1 { line[w - 1] = s0[full] + s1[full] + s2[full] + b }
+                            } else {
+                                for tx in 0..<full {
+                                    line[2 * tx] = max((s0[tx] + s1[tx] + s2[tx]) * scale + b, floor)
+                                    line[2 * tx + 1] = max((s1[tx] - s2[tx] - s3[tx]) * scale + b, floor)
+                                }
+                                if w % 2 == 1 { line[w - 1] = max((s0[full] + s1[full] + s2[full]) * scale + b, floor) }
                             }
                         }
                     }

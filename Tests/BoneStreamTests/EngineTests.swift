@@ -347,6 +347,34 @@ import Testing
     }
 
     @Test(arguments: ModelKind.allCases)
+    func foldingBatchNormIntoConvolutionsChangesNoInference(kind: ModelKind) {
+        // Odd sizes reach both convolution paths (Winograd and im2col) and clipped tiles.
+        let model = ResNet18.build(kind, size: ResNetSize(input: 37, widths: [8, 8, 16, 16]), seed: 4)
+        let g = model.graph
+        g.prepare(batch: 3)
+        let image = g.output(of: model.image)
+        for i in 0..<image.count { image[i] = Float((i * 7919) % 1000) / 1000 }
+        for i in 0..<3 { g.output(of: model.sex)[i] = Float(i % 2) }
+        // A few training steps, so the moving statistics and betas are not their initial values.
+        let adam = Adam(learningRate: 0.01)
+        for _ in 0..<3 {
+            g.forward(training: true)
+            _ = Loss.mse.evaluate(g.output, targets: [20, 80, 140], gradient: g.outputGrad)
+            g.store.zeroGrads()
+            g.backward()
+            adam.step(g.store)
+        }
+        g.foldBatchNorm = false
+        g.forward(training: false)
+        let plain = g.output.array
+        g.foldBatchNorm = true
+        g.forward(training: false)
+        let folded = g.output.array
+        for (a, b) in zip(plain, folded) { #expect(abs(a - b) <= 1e-4 * max(1, abs(a)), "\(kind): \(a) vs \(b)") }
+        #expect(plain.contains { $0 != 0 })
+    }
+
+    @Test(arguments: ModelKind.allCases)
     func aTinyResNetOverfitsAHandfulOfSamples(kind: ModelKind) {
         let model = ResNet18.build(kind, size: ResNetSize(input: 32, widths: [8, 8, 8, 8]), seed: 3)
         let g = model.graph
