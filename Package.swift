@@ -58,6 +58,10 @@ let package = Package(
         .target(name: "BoneStreamTransport", dependencies: ["CZMQ", "CSharedMemory"]),
         // The CNN engine over OpenBLAS: layers with hand-written backward passes, the paper's models, checkpoints.
         .target(name: "BoneStreamEngine", dependencies: ["BoneStreamCore", "COpenBLAS"], swiftSettings: kernelSettings),
+        // The trainer, evaluation, prediction and the run report: over any BatchSource, no transport.
+        .target(name: "BoneStreamTrain", dependencies: ["BoneStreamCore", "BoneStreamBatch", "BoneStreamEngine", "BoneStreamAugment",
+                                                        "BoneStreamPreprocess", "BoneStreamImage", "BoneStreamDataset",
+                                                        .product(name: "Logging", package: "swift-log")]),
         // The streaming daemons: coordinator, worker, sink.
         .target(name: "BoneStreamStream", dependencies: ["BoneStreamCore", "BoneStreamAugment", "BoneStreamBatch", "BoneStreamTransport",
                                                          "BoneStreamPreprocess", "BoneStreamDataset",
@@ -66,14 +70,14 @@ let package = Package(
         // The one thin executable.
         .executableTarget(name: "bonestream", dependencies: [
             "BoneStreamCore", "BoneStreamImage", "BoneStreamPhantoms", "BoneStreamDataset", "BoneStreamSplit",
-            "BoneStreamPreprocess", "BoneStreamAugment", "BoneStreamBatch", "BoneStreamTransport", "BoneStreamStream", "BoneStreamEngine",
+            "BoneStreamPreprocess", "BoneStreamAugment", "BoneStreamBatch", "BoneStreamTransport", "BoneStreamStream", "BoneStreamEngine", "BoneStreamTrain",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: cpuDefine),
 
         .testTarget(name: "BoneStreamTests", dependencies: [
             "BoneStreamCore", "BoneStreamImage", "BoneStreamPhantoms", "BoneStreamDataset", "BoneStreamSplit",
-            "BoneStreamPreprocess", "BoneStreamAugment", "BoneStreamBatch", "BoneStreamTransport", "BoneStreamStream", "BoneStreamEngine", "bonestream", "ZIPFoundation",
+            "BoneStreamPreprocess", "BoneStreamAugment", "BoneStreamBatch", "BoneStreamTransport", "BoneStreamStream", "BoneStreamEngine", "BoneStreamTrain", "bonestream", "ZIPFoundation",
         ]),
     ],
     swiftLanguageModes: [.v6]

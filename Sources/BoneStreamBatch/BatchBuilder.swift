@@ -25,6 +25,14 @@ public final class BatchBuilder {
         augmenter = PatchAugmenter(grid: settings.grid)
     }
 
+    /// The header's config hash: what decides a batch's bytes (preprocessing, the patch grid,
+    /// augmentation and the epoch plan), not the number of workers, the endpoints or the credit.
+    public static func configHash(_ config: PipelineConfig) -> [UInt8] {
+        let planKeys = ["stream.samples_per_epoch", "stream.batch_size", "stream.sampling"]
+        return Array(Hashing.sha256Bytes(PreprocessSettings(config: config).hash + config.hash(sections: ["patches", "augment"])
+                                         + config.hash(keys: planKeys)).prefix(16))
+    }
+
     /// The plan of (kind, epoch), computed once and kept.
     public func plan(_ kind: BatchHeader.Kind, epoch: Int) -> EpochPlan {
         let key = "\(kind.rawValue)-\(epoch)"

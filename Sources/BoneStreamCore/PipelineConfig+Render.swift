@@ -118,6 +118,11 @@ extension PipelineConfig {
                 out += "| `\(key.path)` | \(key.type.summary) | `\(value)` | \(key.doc) |\n"
             }
         }
+        out += "\n## Profiles\n\n`--profile NAME` lays a named set of settings over the file; command flags and `--set` still win.\n"
+        for profile in PipelineProfiles.all {
+            out += "\n### `\(profile.name)`\n\n\(profile.doc)\n\n"
+            out += profile.settings.map { "`\($0.0)=\($0.1)`" }.joined(separator: ", ") + "\n"
+        }
         return out
     }
 

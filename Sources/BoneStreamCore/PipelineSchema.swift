@@ -128,6 +128,25 @@ public enum PipelineSchema {
                 ConfigKey("stream.shared_memory", .bool, .bool(true),
                           "With an ipc:// data endpoint, workers write pixels into slots in /dev/shm and send only a reference (no pixel crosses a socket); false sends pixels inline. Every BoneStream consumer reads both."),
             ]),
+        ConfigSection(name: "train", doc: """
+            The trainer (`bonestream train`): model, loss, optimiser, early stopping, and where the run's \
+            checkpoints, metrics and report go. Epochs, samples per epoch and batch size are the stream's \
+            (`stream.epochs`, `stream.samples_per_epoch`, `stream.batch_size`).
+            """, keys: [
+                ConfigKey("train.model", .choice(["resnet18", "resnet18-cam", "resnet18-cbam"]), .string("resnet18-cam"),
+                          "resnet18 (vanilla), resnet18-cam (channel attention, the paper's best ResNet) or resnet18-cbam."),
+                ConfigKey("train.width", .int(4...512), .int(64),
+                          "Filters of the first stage; each later stage doubles them (the paper: 64, giving 64/128/256/512)."),
+                ConfigKey("train.loss", .choice(["mse", "mae"]), .string("mse"), "Training loss (the paper's best ResNet: mse)."),
+                ConfigKey("train.learning_rate", .double(1e-7...1), .double(0.0005), "Adam's learning rate (the paper's best ResNet: 0.0005)."),
+                ConfigKey("train.monitor", .choice(["val_loss", "val_median_mae"]), .string("val_loss"),
+                          "What early stopping and the best checkpoint watch: the per-patch validation loss (as the paper did) or the validation MAE of each image's median patch prediction (the paper's proposed future work)."),
+                ConfigKey("train.patience", .int(0...100_000), .int(10),
+                          "Stop after this many epochs without improvement of the monitor; 0 never stops early."),
+                ConfigKey("train.seed", .int(0...Int.max), .int(1), "Seed of the model's initial weights."),
+                ConfigKey("train.out", .string, .string("work/run"),
+                          "The run folder: last.safetensors, best.safetensors, metrics.jsonl, predictions and report.html."),
+            ]),
     ]
 
     private static func splitKeys(split: String, file: String, images: String,

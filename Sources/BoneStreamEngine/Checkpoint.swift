@@ -50,10 +50,8 @@ public enum Checkpoint {
         try writer.commit()
     }
 
-    /// Reads a checkpoint into `store`, which must have exactly the same tensors (names, shapes,
-    /// dtypes); returns the metadata. Optimizer state is restored when present.
-    @discardableResult
-    public static func load(_ store: ParameterStore, from path: String) throws -> [String: String] {
+    /// The file mapped, its JSON header, and where the tensor data starts.
+    private static func open(_ path: String) throws -> (Data, [String: Any], Int) {
         let data: Data
         do {
             data = try Data(contentsOf: URL(fileURLWithPath: path), options: .alwaysMapped)
@@ -68,7 +66,19 @@ public enum Checkpoint {
         guard let header = try? JSONSerialization.jsonObject(with: data.subdata(in: 8..<8 + Int(length))) as? [String: Any] else {
             throw CheckpointError(path: path, message: "the header is not a JSON object")
         }
-        let base = 8 + Int(length)
+        return (data, header, 8 + Int(length))
+    }
+
+    /// A checkpoint's metadata, without reading its tensors.
+    public static func readMetadata(from path: String) throws -> [String: String] {
+        (try open(path).1["__metadata__"] as? [String: String]) ?? [:]
+    }
+
+    /// Reads a checkpoint into `store`, which must have exactly the same tensors (names, shapes,
+    /// dtypes); returns the metadata. Optimizer state is restored when present.
+    @discardableResult
+    public static func load(_ store: ParameterStore, from path: String) throws -> [String: String] {
+        let (data, header, base) = try open(path)
         let metadata = (header["__metadata__"] as? [String: String]) ?? [:]
         struct Info { var dtype: String; var shape: [Int]; var begin: Int; var end: Int }
         var tensors: [String: Info] = [:]

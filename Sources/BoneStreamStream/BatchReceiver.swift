@@ -28,12 +28,36 @@ public final class BatchReceiver {
     private let logger: Logger
     private let name: String
 
+    /// Where the consumer starts: sent to the coordinator (FROM) before any credit, so a resumed
+    /// trainer gets the plan from the right place. nil: from wherever the coordinator is.
+    public var from: BatchID?
+    /// Acknowledge a batch only when `acknowledge(_:)` is called (the consumer has taken it), not
+    /// when the handler returns: what a consumer holds then counts against its credit.
+    public var deferAcknowledgements = false
+    private let lock = NSLock()
+    private var acknowledgedElsewhere: [BatchID] = []
+    private var stopRequested = false
+
     public init(dataEndpoint: String, controlEndpoint: String, credit: Int = 16, logger: Logger, name: String = "consumer") {
         self.dataEndpoint = dataEndpoint
         self.controlEndpoint = controlEndpoint
         self.credit = credit
         self.logger = logger
         self.name = name
+    }
+
+    /// With `deferAcknowledgements`: the consumer has taken `id`. Safe from any thread.
+    public func acknowledge(_ id: BatchID) {
+        lock.lock()
+        acknowledgedElsewhere.append(id)
+        lock.unlock()
+    }
+
+    /// Asks the coordinator to stop (drain and END). Safe from any thread.
+    public func requestCoordinatorStop() {
+        lock.lock()
+        stopRequested = true
+        lock.unlock()
     }
 
     private struct EpochKey: Hashable {
@@ -53,6 +77,7 @@ public final class BatchReceiver {
         let control = try ZMQSocket(context, .dealer)
         try control.setRoutingID("\(name)-\(getpid())")
         try control.connect(controlEndpoint)
+        if let from { try control.send([Command.from.frame, from.encoded]) }
         try control.send([Command.credit.frame, UInt32(credit).frame])
         var counts = ReceiverCounts()
         var seen = Set<BatchID>()
@@ -111,7 +136,7 @@ public final class BatchReceiver {
                 return
             }
             seen.insert(id)
-            try acknowledge(id)
+            if !deferAcknowledgements { try acknowledge(id) }
             expected[EpochKey(kind: id.kind, epoch: id.epoch)] = header.batchesInEpoch
             counts.batches += 1
             counts.samples += Int(header.count)
@@ -119,9 +144,23 @@ public final class BatchReceiver {
             if header.sharedPixels { counts.sharedMemoryBatches += 1 }
         }
 
+        /// Acknowledgements and a stop request from the consumer's other threads.
+        func takeRequests() throws {
+            lock.lock()
+            let ids = acknowledgedElsewhere, stop = stopRequested
+            acknowledgedElsewhere.removeAll(keepingCapacity: true)
+            stopRequested = false
+            lock.unlock()
+            for id in ids { try acknowledge(id) }
+            if !ids.isEmpty { try flushAcknowledgements() }
+            if stop { try control.send([Command.stop.frame]) }
+        }
+
         var ended = false
+        let idleWait = deferAcknowledgements ? 5 : 50
         while !ended && !shouldStop() {
-            if let frames = try data.receive(timeoutMs: pendingAcks.isEmpty ? 50 : 0) {
+            try takeRequests()
+            if let frames = try data.receive(timeoutMs: pendingAcks.isEmpty ? idleWait : 0) {
                 try accept(frames)
             } else {
                 try flushAcknowledgements()
@@ -132,6 +171,7 @@ public final class BatchReceiver {
         }
         // Take what is already queued after END.
         while let frames = try data.receive(timeoutMs: 100) { try accept(frames) }
+        try takeRequests()
         try flushAcknowledgements()
         for (key, count) in expected {
             for index in 0..<count where !seen.contains(BatchID(kind: key.kind, epoch: key.epoch, index: index)) { counts.gaps += 1 }

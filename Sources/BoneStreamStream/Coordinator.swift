@@ -52,6 +52,8 @@ public final class Coordinator {
         var worker: Data
         var since: Date
         var sent = false
+        /// Acknowledgements received before it was handed out.
+        var acknowledgementsBefore: Int
     }
 
     private struct WorkerState {
@@ -75,7 +77,12 @@ public final class Coordinator {
     private var workers: [Data: WorkerState] = [:]
     private var localProcesses: [Process] = []
     private var credit = 0
+    /// Credit the consumer granted in all.
+    private var grantedCredit = 0
     private var consumer: Data?
+    /// Acknowledgements received in all, and when the last came.
+    private var acknowledgements = 0
+    private var lastAcknowledgement = Date()
     private var redispatched = 0
     private var dropped = 0
     private var stopping = false
@@ -185,7 +192,21 @@ public final class Coordinator {
             }
         case .credit:
             consumer = peer
-            if frames.count == 3, let n = UInt32(frame: frames[2]), n <= 1 << 20 { credit += Int(n) } else { dropped += 1 }
+            if frames.count == 3, let n = UInt32(frame: frames[2]), n <= 1 << 20 {
+                credit += Int(n)
+                grantedCredit += Int(n)
+            } else {
+                dropped += 1
+            }
+        case .from:
+            // A consumer (re)starting at a place in the plan: everything before it counts as done,
+            // everything from it is planned again; work in flight to an earlier consumer is forgotten.
+            guard frames.count == 3, let id = BatchID(decoding: frames[2]) else {
+                dropped += 1
+                return
+            }
+            rewind(to: id)
+            consumer = peer
         case .ack:
             // One or more batch ids.
             consumer = peer
@@ -199,6 +220,8 @@ public final class Coordinator {
                     continue
                 }
                 credit += 1  // every batch taken frees one slot
+                acknowledgements += 1
+                lastAcknowledgement = Date()
                 inFlight[id] = nil
                 if acknowledged.insert(id).inserted { samplesAcknowledged += samplesPerBatch[id]! }
                 if !requeued.isEmpty { requeued.removeAll { $0 == id } }
@@ -226,8 +249,14 @@ public final class Coordinator {
     private func dispatch(on control: ZMQSocket) throws {
         let now = Date()
         // Handed out long ago and never acknowledged (sent and lost, or held by a worker that is alive
-        // but stuck): give it to someone again (the consumer drops duplicates).
-        for (id, assignment) in inFlight where now.timeIntervalSince(assignment.since) > options.deliveryTimeout {
+        // but stuck): give it to someone again (the consumer drops duplicates). A slow consumer (a
+        // trainer holds its credit's worth of batches for minutes) is not losing them: a batch counts
+        // as lost only once the consumer has taken more than twice its credit of batches handed out
+        // after it, or has taken nothing at all for the whole timeout.
+        let overtaken = 2 * max(grantedCredit, 1)
+        let consumerIdle = now.timeIntervalSince(lastAcknowledgement) > options.deliveryTimeout
+        for (id, assignment) in inFlight where now.timeIntervalSince(assignment.since) > options.deliveryTimeout
+            && (consumerIdle || acknowledgements - assignment.acknowledgementsBefore > overtaken) {
             inFlight[id] = nil
             requeued.append(id)
             credit += 1
@@ -255,9 +284,23 @@ public final class Coordinator {
             workers[worker]!.ready -= 1
             assignments += 1
             workers[worker]!.lastAssigned = assignments
-            inFlight[id] = Assignment(worker: worker, since: now)
+            inFlight[id] = Assignment(worker: worker, since: now, acknowledgementsBefore: acknowledgements)
             credit -= 1
         }
+    }
+
+    /// Plans again from `id` (the position of a consumer that starts or resumes there).
+    private func rewind(to id: BatchID) {
+        let position = sequence.firstIndex { $0 >= id } ?? sequence.count
+        acknowledged = Set(sequence[..<position])
+        samplesAcknowledged = 0
+        next = position
+        requeued.removeAll()
+        inFlight.removeAll()
+        credit = 0
+        grantedCredit = 0
+        lastAcknowledgement = Date()
+        logger.info("coordinator: a consumer starts at \(id): \(sequence.count - position) of \(sequence.count) batches to go")
     }
 
     /// Forgets workers that fell silent and puts their unfinished batches back in the queue.

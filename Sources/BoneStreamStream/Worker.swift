@@ -27,11 +27,7 @@ public struct ProducerSetup {
         let train = try CanonicalTable.read(path: splits + "/train.csv")
         let validation = try CanonicalTable.read(path: splits + "/validation.csv")
         let settings = try StreamSettings(config: config)
-        // What decides a batch's bytes: preprocessing, the patch grid, augmentation and the epoch plan;
-        // not the number of workers, the endpoints or the credit.
-        let planKeys = ["stream.samples_per_epoch", "stream.batch_size", "stream.sampling"]
-        configHash = Array(Hashing.sha256Bytes(preprocess.settings.hash + config.hash(sections: ["patches", "augment"])
-                                               + config.hash(keys: planKeys)).prefix(16))
+        configHash = BatchBuilder.configHash(config)
         builder = BatchBuilder(cache: cache, train: train, validation: validation, settings: settings, configHash: configHash)
     }
 }

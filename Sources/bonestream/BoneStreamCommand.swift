@@ -23,7 +23,7 @@ struct BoneStreamCommand: ParsableCommand {
             embedded default configuration. Every stage reads pipeline.yaml (see docs/config.md).
             """,
         subcommands: [RunCommand.self, PhantomsCommand.self, NormalizeCommand.self, SplitCommand.self, PreprocessCommand.self,
-                      PreviewCommand.self, ProduceCommand.self, WorkerCommand.self, SinkCommand.self,
+                      PreviewCommand.self, ProduceCommand.self, TrainCommand.self, EvaluateCommand.self, PredictCommand.self, ReportCommand.self, WorkerCommand.self, SinkCommand.self,
                       StatusCommand.self, ScaleCommand.self, StopCommand.self, ModelCommand.self, BenchCommand.self, ConfigCommand.self]
     )
 }
@@ -35,6 +35,9 @@ struct GlobalOptions: ParsableArguments {
 
     @Option(name: .customLong("set"), help: ArgumentHelp("Override one key, e.g. --set split.seed=7 (repeatable).", valueName: "key=value"))
     var assignments: [String] = []
+
+    @Option(name: .long, help: ArgumentHelp("Lay a named profile over the file: \(PipelineProfiles.names.joined(separator: ", ")) (docs/config.md).", valueName: "name"))
+    var profile: String?
 
     @Option(name: .long, help: "Log level: trace, debug, info, notice, warning, error.")
     var logLevel: String = "info"
@@ -57,6 +60,7 @@ struct GlobalOptions: ParsableArguments {
         } else {
             result = PipelineConfig()
         }
+        if let profile { try result.apply(profile: profile) }
         for (key, value, flag) in flags {
             if let value { try result.override(key, with: value, flag: flag) }
         }

@@ -55,22 +55,13 @@ enum Stages {
         }
     }
 
-    /// The coordinator with its local workers and a sink, in this process: the stream end to end.
-    static func stream(_ config: PipelineConfig) throws {
-        let (report, status) = try streamRun(config)
-        let path = report.sharedMemoryBatches == report.batches ? "shared memory" : "socket"
-        say(String(format: "stream: %d of %d batches delivered, %d patches in %.2f s: %.0f patches/s, %.0f MB/s of pixels read ",
-                   report.batches, status.total, report.samples, report.seconds, report.patchesPerSecond, report.megabytesPerSecond)
-            + "(\(path)); " + String(format: "%d duplicates dropped, %d gaps, mean gray %.1f", report.duplicatesDropped, report.gaps, report.meanPixel))
-    }
-
     /// The sink's report of one stream run (for benchmarks).
     static func streamReport(_ config: PipelineConfig, readPixels: Bool = true) throws -> SinkReport {
         try streamRun(config, readPixels: readPixels).0
     }
 
     /// The coordinator and its local workers in this process, for a consumer running elsewhere.
-    static func produce(_ config: PipelineConfig) throws -> CoordinatorStatus {
+    static func produce(_ config: PipelineConfig, shouldStop: @escaping () -> Bool = { false }) throws -> CoordinatorStatus {
         try prepare(endpoint: config.string("stream.control"))
         try prepare(endpoint: config.string("stream.data"))
         let options = CoordinatorOptions(controlEndpoint: config.string("stream.control"), dataEndpoint: config.string("stream.data"),
@@ -78,7 +69,7 @@ enum Stages {
                                          localWorkers: max(1, config.int("stream.workers")), executable: ownExecutable())
         var coordinatorLogger = Log.logger("produce")
         coordinatorLogger.logLevel = .warning
-        return try Coordinator(options: options, config: config, logger: coordinatorLogger).run()
+        return try Coordinator(options: options, config: config, logger: coordinatorLogger).run(shouldStop: shouldStop)
     }
 
     private static func streamRun(_ config: PipelineConfig, readPixels: Bool = true) throws -> (SinkReport, CoordinatorStatus) {

@@ -13,6 +13,20 @@ import Testing
           max_side: 160
         split:
           mode: stratified
+          train_fraction: 0.6
+          validation_fraction: 0.2
+        preprocess:
+          size: 48
+        patches:
+          size: 32
+          per_side: 3
+        stream:
+          samples_per_epoch: 32
+          batch_size: 8
+          epochs: 2
+          workers: 1
+        train:
+          width: 4
 
         """
 
@@ -32,6 +46,16 @@ import Testing
         }
         let tables = try ["train", "validation", "test"].flatMap { try CanonicalTable.read(path: dir.path + "/work/splits/\($0).csv") }
         #expect(tables.count == 16)
+        // Then the trainer on the stream, the test split's evaluation and the report.
+        #expect(result.stdout.contains("== train -> work/run, 1 worker(s)"))
+        #expect(result.stdout.contains("epoch 2/2: train loss"))
+        #expect(result.stdout.contains("report: work/run/report.html"))
+        let last = try #require(result.stdout.split(separator: "\n").last)
+        #expect(last.hasPrefix("test MAE ") && last.contains(" months (predict-the-mean baseline "), "\(last)")
+        for file in ["work/run/best.safetensors", "work/run/last.safetensors", "work/run/metrics.jsonl", "work/run/test-predictions.csv",
+                     "work/run/report.html"] {
+            #expect(FileManager.default.fileExists(atPath: dir.path + "/" + file), "\(file)")
+        }
 
         // A second run reuses the phantoms and reproduces the same bytes.
         let manifest = dir.read("work/splits/split-manifest.json")

@@ -29,8 +29,10 @@ import Testing
               data: ipc://\(dir.path)/data.ipc
 
             """, to: "pipeline.yaml")
-        let result = try runBonestream(["run", "--quiet"], in: dir.path)
-        #expect(result.status == 0, "\(result.stderr)")
+        for stage in ["phantoms", "normalize", "split", "preprocess"] {
+            let result = try runBonestream([stage, "--quiet"], in: dir.path)
+            #expect(result.status == 0, "\(stage): \(result.stderr)")
+        }
         return dir
     }
 
