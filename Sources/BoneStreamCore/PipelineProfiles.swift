@@ -18,7 +18,7 @@ public enum PipelineProfiles {
                 ("dataset.root", "data/phantoms-demo"), ("dataset.tables", "work/demo/tables"), ("split.out", "work/demo/splits"),
                 ("preprocess.size", "128"), ("patches.size", "64"),
                 ("stream.samples_per_epoch", "4000"), ("stream.epochs", "16"),
-                ("train.model", "resnet18-cam"), ("train.width", "16"), ("train.learning_rate", "0.001"), ("train.patience", "6"),
+                ("train.model", "resnet18-cam"), ("train.width", "16"), ("train.learning_rate", "0.0005"), ("train.patience", "6"),
                 ("train.out", "work/demo/run"),
             ]),
         Profile(name: "paper", doc: """
