@@ -211,6 +211,15 @@ import Testing
         #expect((0...240).contains(months), "predicted \(months) months for an image of \(row.boneage)")
         #expect((object["patches"] as? [Double])?.count == 9)
 
+        // Batch mode: a CSV of images (paths relative to it) with their sexes, and a folder.
+        let listed = test.prefix(2).map { "../data/phantoms/boneage-test-dataset/\($0.index).png,\($0.male ? "M" : "F")" }
+        try dir.write("path,sex\n" + listed.joined(separator: "\n") + "\n", to: "lists/images.csv")
+        let batch = try runBonestream(["predict", "lists/images.csv"] + set, in: dir.path)
+        #expect(batch.status == 0, "\(batch.stderr)")
+        #expect(batch.stdout.split(separator: "\n").filter { $0.contains("bone age") }.count == listed.count)
+        let folder = try runBonestream(["predict", "data/phantoms/boneage-test-dataset", "--sex", "F"] + set, in: dir.path)
+        #expect(folder.status == 0 && folder.stdout.split(separator: "\n").filter { $0.contains("bone age") }.count == test.count)
+
         let unknown = try runBonestream(["predict", image, "--sex", "unknown"] + set, in: dir.path)
         #expect(unknown.status == 0)
         #expect(unknown.stdout.contains("years") && unknown.stdout.contains("sex unknown: the average of the male and female predictions"))
