@@ -10,6 +10,14 @@ public enum StopSignal {
         let handler: @convention(c) (Int32) -> Void = { _ in StopSignal.raised = 1 }
         signal(SIGTERM, handler)
         signal(SIGINT, handler)
+        // A parent may have started this process with the signals blocked (a child inherits its
+        // parent's mask; test runners and some supervisors block them): unblock them here, so a
+        // stop request is never left pending.
+        var set = sigset_t()
+        sigemptyset(&set)
+        sigaddset(&set, SIGTERM)
+        sigaddset(&set, SIGINT)
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
     }
 
     public static var isRaised: Bool { raised != 0 }

@@ -159,8 +159,9 @@ import Testing
         (dir.read("work/run/metrics.jsonl") ?? "").split(separator: "\n").compactMap { try? JSONDecoder().decode(EpochMetrics.self, from: Data($0.utf8)) }
     }
 
-    @Test func aTrainerKilledWithSigkillResumesAndEndsBelowItsFirstValidationLoss() throws {
-        let dir = try TemporaryDirectory("train-kill")
+    /// Tiny phantoms through preprocess in a fresh folder, by the CLI; returns the `--set` flags every command takes.
+    private func prepared(_ label: String) throws -> (TemporaryDirectory, [String]) {
+        let dir = try TemporaryDirectory(label)
         // 60 phantoms and a gentle learning rate: the validation loss of this width-4 model falls
         // slowly but steadily (and the run is deterministic, killed or not).
         let settings = TrainTests.tinySettings.filter { !$0.hasPrefix("stream.") && !$0.hasPrefix("phantoms.count") && !$0.hasPrefix("train.learning_rate") } + [
@@ -173,6 +174,28 @@ import Testing
             let result = try runBonestream([stage, "--quiet"] + set, in: dir.path)
             try #require(result.status == 0, "\(stage): \(result.stderr)")
         }
+        return (dir, set)
+    }
+
+    @Test func sigtermStopsTheTrainerAfterItsStepWithACheckpointToResumeFrom() throws {
+        let (dir, set) = try prepared("train-term")
+        let (produce, produceOut, _) = try startBonestream(["produce", "--workers", "1", "--quiet"] + set, in: dir.path)
+        let (train, trainOut, _) = try startBonestream(["train", "--quiet"] + set, in: dir.path)
+        try #require(waitFor(120) { metrics(dir).count >= 1 }, "no epoch finished")
+        kill(train.processIdentifier, SIGTERM)
+        let stopped = finish(train, trainOut, seconds: 30)
+        #expect(train.terminationStatus == 0)
+        #expect(stopped.contains("stopped by a signal; checkpoint work/run/last.safetensors resumes at "), "\(stopped)")
+        let (resumed, resumedOut, _) = try startBonestream(["train", "--resume", "--quiet"] + set, in: dir.path)
+        let text = finish(resumed, resumedOut)
+        #expect(resumed.terminationStatus == 0)
+        #expect(text.contains("resuming from work/run/last.safetensors"))
+        _ = finish(produce, produceOut)
+        #expect(metrics(dir).map(\.epoch) == [1, 2, 3, 4, 5])
+    }
+
+    @Test func aTrainerKilledWithSigkillResumesAndEndsBelowItsFirstValidationLoss() throws {
+        let (dir, set) = try prepared("train-kill")
         let (produce, produceOut, _) = try startBonestream(["produce", "--workers", "1", "--quiet"] + set, in: dir.path)
         let (train, trainOut, _) = try startBonestream(["train", "--quiet"] + set, in: dir.path)
         try #require(waitFor(120) { metrics(dir).count >= 1 }, "no epoch finished")
