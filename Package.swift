@@ -38,6 +38,8 @@ let package = Package(
         .target(name: "CPNGShim", dependencies: ["CPNG"]),
         // Atomics on memory shared between processes (the shared-memory batch slots).
         .target(name: "CSharedMemory"),
+        // CRC-32C with SSE4.2's crc32 instruction (shard records).
+        .target(name: "CChecksum", cSettings: [.unsafeFlags(["-O3"])]),
 
         // One library per stage.
         .target(name: "BoneStreamCore", dependencies: [
@@ -62,22 +64,25 @@ let package = Package(
         .target(name: "BoneStreamTrain", dependencies: ["BoneStreamCore", "BoneStreamBatch", "BoneStreamEngine", "BoneStreamAugment",
                                                         "BoneStreamPreprocess", "BoneStreamImage", "BoneStreamDataset",
                                                         .product(name: "Logging", package: "swift-log")]),
-        // The streaming daemons: coordinator, worker, sink.
-        .target(name: "BoneStreamStream", dependencies: ["BoneStreamCore", "BoneStreamAugment", "BoneStreamBatch", "BoneStreamTransport",
+        // Shards: the wire at rest (record, verify, replay plans); no transport.
+        .target(name: "BoneStreamShard", dependencies: ["BoneStreamCore", "BoneStreamBatch", "CChecksum",
+                                                        .product(name: "Logging", package: "swift-log")]),
+        // The streaming daemons: coordinator, worker, sink, replay.
+        .target(name: "BoneStreamStream", dependencies: ["BoneStreamCore", "BoneStreamAugment", "BoneStreamBatch", "BoneStreamTransport", "BoneStreamShard",
                                                          "BoneStreamPreprocess", "BoneStreamDataset",
                                                          .product(name: "Logging", package: "swift-log")]),
 
         // The one thin executable.
         .executableTarget(name: "bonestream", dependencies: [
             "BoneStreamCore", "BoneStreamImage", "BoneStreamPhantoms", "BoneStreamDataset", "BoneStreamSplit",
-            "BoneStreamPreprocess", "BoneStreamAugment", "BoneStreamBatch", "BoneStreamTransport", "BoneStreamStream", "BoneStreamEngine", "BoneStreamTrain",
+            "BoneStreamPreprocess", "BoneStreamAugment", "BoneStreamBatch", "BoneStreamTransport", "BoneStreamStream", "BoneStreamEngine", "BoneStreamTrain", "BoneStreamShard",
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: cpuDefine),
 
         .testTarget(name: "BoneStreamTests", dependencies: [
             "BoneStreamCore", "BoneStreamImage", "BoneStreamPhantoms", "BoneStreamDataset", "BoneStreamSplit",
-            "BoneStreamPreprocess", "BoneStreamAugment", "BoneStreamBatch", "BoneStreamTransport", "BoneStreamStream", "BoneStreamEngine", "BoneStreamTrain", "bonestream", "ZIPFoundation",
+            "BoneStreamPreprocess", "BoneStreamAugment", "BoneStreamBatch", "BoneStreamTransport", "BoneStreamStream", "BoneStreamEngine", "BoneStreamTrain", "BoneStreamShard", "bonestream", "ZIPFoundation",
         ]),
     ],
     swiftLanguageModes: [.v6]

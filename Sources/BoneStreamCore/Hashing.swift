@@ -36,6 +36,13 @@ public enum Hashing {
         return hex(hasher.finalize())
     }
 
+    /// SHA-256 of bytes in memory (a mapped file), as hex.
+    public static func sha256(of bytes: UnsafeRawBufferPointer) -> String {
+        var hasher = SHA256()
+        hasher.update(bufferPointer: bytes)
+        return hex(hasher.finalize())
+    }
+
     /// SHA-256 fed piece by piece.
     public struct Incremental {
         private var hasher = SHA256()

@@ -9,7 +9,7 @@ public final class Progress: @unchecked Sendable {
     private let total: Int
     private let start = Date()
     private let lock = NSLock()
-    private var done = 0
+    public private(set) var done = 0
     private var lastDraw = Date()
     private let interactive: Bool
     private let interval: TimeInterval

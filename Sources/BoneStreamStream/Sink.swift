@@ -22,7 +22,8 @@ public struct SinkReport: Codable, Sendable {
     public var meanPixel = 0.0
     /// Batches whose pixels came through shared memory rather than the socket.
     public var sharedMemoryBatches = 0
-    /// SHA-256 over every accepted batch's frames in (kind, epoch, index) order: equal streams, equal digests.
+    /// SHA-256 over every accepted batch's frames in (kind, epoch, index) order: equal streams, equal digests
+    /// (live or replayed, pixels inline or in shared memory).
     public var digest = ""
 }
 
@@ -78,11 +79,12 @@ public final class Sink {
         return report
     }
 
-    /// The batch's digest over header, pixels and labels, the same whichever way the pixels travelled.
+    /// The batch's digest over header, pixels and labels, the same whichever way the pixels travelled
+    /// and whether the batch was made live or replayed from a shard (flag bits 0 and 1 are left out).
     private func digest(_ header: BatchHeader, _ frames: [Data], _ pixels: UnsafeRawBufferPointer) -> Data {
         guard computeDigest else { return Data() }
         var plain = header
-        plain.flags &= ~BatchHeader.flagSharedPixels
+        plain.flags &= ~(BatchHeader.flagSharedPixels | BatchHeader.flagReplayed)
         var hasher = Hashing.Incremental()
         hasher.update(Data(plain.encoded()))
         hasher.update(pixels)

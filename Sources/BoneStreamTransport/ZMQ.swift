@@ -164,10 +164,21 @@ public final class ZMQSocket {
 public final class MessageBuffer: @unchecked Sendable {
     public let base: UnsafeMutableRawPointer
     public let count: Int
+    /// For borrowed bytes: what keeps them alive (a mapped file) until libzmq has sent them.
+    private let owner: AnyObject?
 
     public init(count: Int) {
         self.count = count
         base = .allocate(byteCount: max(count, 1), alignment: 64)
+        owner = nil
+    }
+
+    /// Bytes this buffer does not own (a shard file's mapping, for a zero-copy replay): `owner` is kept
+    /// alive until libzmq is done with them, and nothing is freed.
+    public init(borrowing bytes: UnsafeRawBufferPointer, owner: AnyObject) {
+        base = UnsafeMutableRawPointer(mutating: bytes.baseAddress!)
+        count = bytes.count
+        self.owner = owner
     }
 
     public convenience init(copying data: Data) {
@@ -175,5 +186,5 @@ public final class MessageBuffer: @unchecked Sendable {
         if !data.isEmpty { data.copyBytes(to: base.assumingMemoryBound(to: UInt8.self), count: data.count) }
     }
 
-    deinit { base.deallocate() }
+    deinit { if owner == nil { base.deallocate() } }
 }

@@ -24,7 +24,7 @@ struct BoneStreamCommand: ParsableCommand {
             """,
         subcommands: [RunCommand.self, PhantomsCommand.self, NormalizeCommand.self, SplitCommand.self, PreprocessCommand.self,
                       PreviewCommand.self, ProduceCommand.self, TrainCommand.self, EvaluateCommand.self, PredictCommand.self, ReportCommand.self, WorkerCommand.self, SinkCommand.self,
-                      StatusCommand.self, ScaleCommand.self, StopCommand.self, ModelCommand.self, BenchCommand.self, ConfigCommand.self]
+                      StatusCommand.self, ScaleCommand.self, StopCommand.self, RecordCommand.self, ReplayCommand.self, ShardCommand.self, ModelCommand.self, BenchCommand.self, ConfigCommand.self]
     )
 }
 

@@ -3,6 +3,7 @@ import BoneStreamBatch
 import BoneStreamCore
 import BoneStreamDataset
 import BoneStreamPreprocess
+import BoneStreamShard
 import BoneStreamStream
 import BoneStreamTrain
 import Foundation
@@ -10,7 +11,8 @@ import Foundation
 extension Stages {
     /// The trainer on the stream. With `produce`, a coordinator and its local workers run in this
     /// process too (what `run` does); without, a coordinator runs elsewhere (`bonestream produce`).
-    static func train(_ config: PipelineConfig, resume: Bool, produce: Bool, quiet: Bool) throws -> TrainSummary? {
+    static func train(_ config: PipelineConfig, resume: Bool, produce: Bool, quiet: Bool, shards: String? = nil,
+                      record: String? = nil) throws -> TrainSummary? {
         let settings = TrainSettings(config: config)
         let trainer = Trainer(settings: settings, logger: Log.logger("train"), showProgress: !quiet)
         trainer.report = { say($0) }
@@ -26,10 +28,29 @@ extension Stages {
         say("train: \(settings.model) (\(trainer.model.graph.store.count.formatted()) parameters), \(settings.loss.rawValue) loss, "
             + "learning rate \(settings.learningRate), \(settings.epochs) epoch(s) of \(config.int("stream.samples_per_epoch")) patches, "
             + "early stopping on \(settings.monitor.rawValue) with patience \(settings.patience); run folder \(settings.out)")
+        if let shards {
+            // Straight from shard files, in this process: no coordinator, no socket.
+            let set = try ShardSet(directory: shards)
+            let plan = try ReplayPlan(set: set, options: ReplayOptions(epochs: settings.epochs))
+            guard plan.validation == settings.validation else {
+                throw TrainError("\(shards) \(plan.validation ? "holds" : "holds no") validation batches but stream.validation is \(settings.validation): set it to \(plan.validation)")
+            }
+            let expected = Hashing.hex(BatchBuilder.configHash(config))
+            guard set.manifest.configHash == expected else {
+                throw TrainError("\(shards) was recorded with config hash \(set.manifest.configHash.prefix(16)), this configuration's pixels hash to \(expected.prefix(16)): the checkpoint would record preprocessing the shards were not made with; use the recording's pipeline.yaml")
+            }
+            say("train: from \(set.manifest.batches) recorded batches in \(shards) (\(plan.recordedEpochs.count) recorded epoch(s), \(settings.epochs) to train)")
+            let source = try recording(ShardBatchSource(set: set, plan: plan, from: trainer.startPosition), into: record)
+            let summary = try trainer.run(source: source, shouldStop: { StopSignal.isRaised })
+            try (source as? RecordingBatchSource)?.writer.close(ended: false)
+            sayOutcome(summary, settings)
+            return summary
+        }
         try prepare(endpoint: config.string("stream.data"))
-        let source = StreamBatchSource(dataEndpoint: config.string("stream.data"), controlEndpoint: config.string("stream.control"),
+        let stream = StreamBatchSource(dataEndpoint: config.string("stream.data"), controlEndpoint: config.string("stream.control"),
                                        credit: config.int("stream.credit"), from: trainer.startPosition,
                                        validation: settings.validation, logger: Log.logger("train"))
+        let source = try recording(stream, into: record)
         var producer: Thread?
         let producerDone = DispatchSemaphore(value: 0)
         if produce {
@@ -42,18 +63,32 @@ extension Stages {
         }
         let summary = try trainer.run(source: source, shouldStop: { StopSignal.isRaised })
         if summary.interrupted && !produce {
-            source.close()  // the coordinator keeps running: `train --resume` continues from the checkpoint
+            stream.close()  // the coordinator keeps running: `train --resume` continues from the checkpoint
         } else {
-            source.finish()
-            source.waitForEnd()
+            stream.finish()
+            stream.waitForEnd()
+        }
+        if let recorder = source as? RecordingBatchSource {
+            try recorder.writer.close(ended: !summary.interrupted && summary.epochs.count == settings.epochs)
+            say("train: \(recorder.newlyRecorded) batches recorded into \(recorder.writer.directory) (\(recorder.writer.manifest.shards.count) shard(s))")
         }
         if producer != nil { producerDone.wait() }
+        sayOutcome(summary, settings)
+        return summary
+    }
+
+    private static func sayOutcome(_ summary: TrainSummary, _ settings: TrainSettings) {
         if !summary.interrupted, let best = summary.best {
             say(String(format: "train: %d epoch(s) in %@, input wait %.1f%%; best %@ %.4g at epoch %d: %@", summary.epochs.count,
                        Progress.duration(summary.seconds), 100 * summary.inputWait, settings.monitor.rawValue, best, summary.bestEpoch,
                        settings.bestCheckpoint))
         }
-        return summary
+    }
+
+    /// `source`, also written to the shard folder `record` when one is given.
+    private static func recording(_ source: BatchSource, into record: String?) throws -> BatchSource {
+        guard let record else { return source }
+        return RecordingBatchSource(source, writer: try ShardWriter(directory: record, logger: Log.logger("record")))
     }
 
     /// Evaluates the best checkpoint (or `checkpoint`) on a split, writes its predictions CSV.
@@ -99,11 +134,18 @@ struct TrainCommand: ParsableCommand {
     @Flag(help: "Also run the coordinator and its local workers in this process.")
     var produce = false
 
+    @Option(help: "Train on the batches recorded in this shard folder, read in this process (no coordinator).")
+    var shards: String?
+
+    @Option(help: "Also record every batch the trainer takes into this shard folder.")
+    var record: String?
+
     func run() throws {
         try reportingErrors {
             let config = try global.load()
+            if shards != nil && produce { throw ValidationError("--shards and --produce exclude each other") }
             StopSignal.install()
-            _ = try Stages.train(config, resume: resume, produce: produce, quiet: global.quiet)
+            _ = try Stages.train(config, resume: resume, produce: produce, quiet: global.quiet, shards: shards, record: record)
         }
     }
 }

@@ -1,0 +1,239 @@
+// Replay: recorded shards back onto the wire, to any consumer, under the coordinator's protocol
+// (docs/protocol.md): the consumer's CREDIT bounds what is in flight, FROM positions it, ACK returns
+// credit, END closes the stream; unacknowledged batches are sent again after the delivery timeout.
+// The pixel and label frames go out of the shard file's mapping without a copy; only the 64-byte
+// header is rewritten (its place in the replayed plan and the replayed flag, bit 0).
+// Binds: ROUTER on the control endpoint. Connects: PUSH to the consumer's data endpoint.
+import BoneStreamBatch
+import BoneStreamCore
+import BoneStreamShard
+import BoneStreamTransport
+import Foundation
+import Logging
+
+public enum DamagePolicy: String, Sendable, CaseIterable {
+    /// Damaged batches are found before the replay starts, reported and left out.
+    case skip
+    /// The first damaged batch stops the replay with its file and offset.
+    case fail
+}
+
+public struct ReplayServerOptions: Sendable {
+    public var controlEndpoint: String
+    public var dataEndpoint: String
+    /// Patches per second at most; 0: as fast as the consumer takes them.
+    public var rate: Double = 0
+    /// Where to start; a consumer's FROM further on moves it further.
+    public var from: BatchID?
+    public var deliveryTimeout: TimeInterval = 30
+    /// Re-check each record's CRC as it is sent (the skip policy's pre-pass checked them once).
+    public var checkCRC = true
+
+    public init(controlEndpoint: String, dataEndpoint: String) {
+        self.controlEndpoint = controlEndpoint
+        self.dataEndpoint = dataEndpoint
+    }
+}
+
+public struct ReplayReport: Codable, Sendable {
+    public var batches = 0
+    public var acknowledged = 0
+    public var total = 0
+    public var samples = 0
+    public var bytes = 0
+    public var resent = 0
+    public var droppedMessages = 0
+    public var seconds = 0.0
+    public var patchesPerSecond = 0.0
+    public var megabytesPerSecond = 0.0
+    /// The damaged record that stopped a `fail` replay.
+    public var failure: String?
+}
+
+public final class ReplayServer {
+    private let set: ShardSet
+    private let plan: ReplayPlan
+    private let options: ReplayServerOptions
+    private let logger: Logger
+    private let indexOf: [BatchID: Int]
+
+    public init(set: ShardSet, plan: ReplayPlan, options: ReplayServerOptions, logger: Logger) {
+        self.set = set
+        self.plan = plan
+        self.options = options
+        self.logger = logger
+        indexOf = Dictionary(uniqueKeysWithValues: plan.items.enumerated().map { ($1.id, $0) })
+    }
+
+    public func run(shouldStop: @escaping () -> Bool = { false }) throws -> ReplayReport {
+        let context = ZMQContext()
+        let control = try ZMQSocket(context, .router)
+        try control.bind(options.controlEndpoint)
+        let data = try ZMQSocket(context, .push)
+        try data.connect(options.dataEndpoint)
+        let items = plan.items
+        var report = ReplayReport()
+        report.total = items.count
+        let start = options.from.map(plan.position(of:)) ?? 0
+        var next = start
+        var acknowledged = Set<Int>(0..<start)
+        var inFlight: [Int: (since: Date, acknowledgementsBefore: Int)] = [:]
+        var requeued: [Int] = []
+        var credit = 0, granted = 0, acknowledgements = 0
+        var lastAcknowledgement = Date()
+        var consumer: Data?
+        var stopping = false
+        var firstSend: Date?
+        var lastReport = Date()
+        logger.info("replay: \(items.count - start) batches (\(plan.recordedEpochs.count) recorded epoch(s)) from \(set.directory); waiting for a consumer on \(options.controlEndpoint), sending to \(options.dataEndpoint)")
+
+        func handle(_ frames: [Data]) {
+            guard frames.count >= 2, let command = Command(frame: frames[1]) else {
+                report.droppedMessages += 1
+                logger.warning("replay: dropped a malformed control message (\(frames.count) frames)")
+                return
+            }
+            let peer = frames[0]
+            switch command {
+            case .credit:
+                guard frames.count == 3, let n = UInt32(frame: frames[2]), n <= 1 << 20 else {
+                    report.droppedMessages += 1
+                    return
+                }
+                consumer = peer
+                credit += Int(n)
+                granted += Int(n)
+            case .from:
+                guard frames.count == 3, let id = BatchID(decoding: frames[2]) else {
+                    report.droppedMessages += 1
+                    return
+                }
+                consumer = peer
+                let position = max(plan.position(of: id), start)
+                next = position
+                acknowledged = Set(0..<position)
+                inFlight.removeAll()
+                requeued.removeAll()
+                credit = 0
+                granted = 0
+                logger.info("replay: a consumer starts at \(id): \(items.count - position) of \(items.count) batches to go")
+            case .ack:
+                guard frames.count >= 3 else {
+                    report.droppedMessages += 1
+                    return
+                }
+                consumer = peer
+                for frame in frames[2...] {
+                    guard let id = BatchID(decoding: frame), let index = indexOf[id] else {
+                        report.droppedMessages += 1
+                        continue
+                    }
+                    credit += 1
+                    acknowledgements += 1
+                    lastAcknowledgement = Date()
+                    inFlight[index] = nil
+                    if acknowledged.insert(index).inserted { report.acknowledged += 1 }
+                    if !requeued.isEmpty { requeued.removeAll { $0 == index } }
+                }
+            case .status:
+                var status = report
+                status.seconds = firstSend.map { Date().timeIntervalSince($0) } ?? 0
+                let json = (try? JSONFile.encode(status)) ?? Data()
+                _ = try? control.send([peer, Command.reply.frame, json])
+            case .stop:
+                stopping = true
+                _ = try? control.send([peer, Command.reply.frame, Data("stopping: draining \(inFlight.count) batch(es)".utf8)])
+            case .scale:
+                _ = try? control.send([peer, Command.reply.frame, Data("error: a replay has no workers to scale".utf8)])
+            default:
+                report.droppedMessages += 1
+                logger.warning("replay: dropped an unexpected \(command.rawValue) message")
+            }
+        }
+
+        /// Sends plan item `index`; false when its record is damaged (the replay stops).
+        func send(_ index: Int) throws -> Bool {
+            let item = items[index]
+            let file = set.files[item.file]
+            let frames: [UnsafeRawBufferPointer]
+            let recorded: BatchHeader
+            do {
+                frames = try file.frames(of: item.entry, checkCRC: options.checkCRC)
+                recorded = try BatchHeader(decoding: frames[0])
+            } catch {
+                report.failure = "\(error)"
+                logger.error("replay: \(error); stopping (policy fail; `--on-damage skip` leaves damaged batches out)")
+                return false
+            }
+            let header = MessageBuffer(copying: Data(ReplayPlan.header(recorded, as: item).encoded()))
+            try data.send(buffers: [header, MessageBuffer(borrowing: frames[1], owner: file.map),
+                                    MessageBuffer(borrowing: frames[2], owner: file.map)])
+            firstSend = firstSend ?? Date()
+            report.batches += 1
+            report.samples += item.entry.count
+            report.bytes += frames[1].count
+            inFlight[index] = (Date(), acknowledgements)
+            credit -= 1
+            return true
+        }
+
+        while true {
+            if shouldStop() && !stopping {
+                logger.info("replay: stopping; draining \(inFlight.count) batch(es) in flight")
+                stopping = true
+            }
+            var timeout = 50
+            for _ in 0..<512 {
+                guard let frames = try control.receive(timeoutMs: timeout) else { break }
+                handle(frames)
+                timeout = 0
+            }
+            // Sent and never acknowledged (a consumer that went away and came back without FROM):
+            // again, under the coordinator's rule (docs/protocol.md).
+            let now = Date()
+            let consumerIdle = now.timeIntervalSince(lastAcknowledgement) > options.deliveryTimeout
+            for (index, sent) in inFlight where now.timeIntervalSince(sent.since) > options.deliveryTimeout
+                && (consumerIdle || acknowledgements - sent.acknowledgementsBefore > 2 * max(granted, 1)) {
+                inFlight[index] = nil
+                requeued.append(index)
+                credit += 1
+                report.resent += 1
+            }
+            while consumer != nil && credit > 0 && !stopping {
+                let index: Int
+                if !requeued.isEmpty {
+                    index = requeued.removeFirst()
+                } else if next < items.count {
+                    index = next
+                } else {
+                    break
+                }
+                if options.rate > 0, let firstSend,
+                   Double(report.samples) / options.rate > Date().timeIntervalSince(firstSend) {
+                    if index != next { requeued.insert(index, at: 0) }
+                    break  // throttled: the next round comes within 50 ms
+                }
+                if index == next { next += 1 }
+                if acknowledged.contains(index) { continue }
+                guard try send(index) else {
+                    stopping = true
+                    break
+                }
+            }
+            if Date().timeIntervalSince(lastReport) > 10, let firstSend {
+                lastReport = Date()
+                let seconds = Date().timeIntervalSince(firstSend)
+                logger.info("replay: \(acknowledged.count) of \(items.count) batches taken, \(String(format: "%.0f", Double(report.samples) / max(seconds, 1e-9))) patches/s")
+            }
+            let finished = acknowledged.count == items.count
+            if finished || (stopping && inFlight.isEmpty) {
+                if let consumer { try control.send([consumer, Command.end.frame]) }
+                report.seconds = firstSend.map { Date().timeIntervalSince($0) } ?? 0
+                report.patchesPerSecond = Double(report.samples) / max(report.seconds, 1e-9)
+                report.megabytesPerSecond = Double(report.bytes) / 1e6 / max(report.seconds, 1e-9)
+                logger.info("replay: \(finished ? "all" : "stopped after") \(acknowledged.count) of \(items.count) batches taken")
+                return report
+            }
+        }
+    }
+}
