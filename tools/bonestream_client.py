@@ -36,6 +36,7 @@ assert HEADER.itemsize == 64 and LABEL.itemsize == 16
 FLAG_SHARED_PIXELS = 2
 SLOT_REFERENCE = struct.Struct("<IIQQQQ")  # magic "BSHM", slot, file size, state offset, pixel offset, length; then the path
 SLOT_MAGIC = 0x4D485342
+SHARD_MAGIC = 0x46485342  # "BSHF": the pixels lie in a shard file a replay sends from (read-only, nothing to release)
 
 
 class SharedSlots:
@@ -50,14 +51,24 @@ class SharedSlots:
             raise ValueError("slot reference frame too short")
         magic, _slot, size, state, offset, length = SLOT_REFERENCE.unpack_from(frame)
         path = bytes(frame[SLOT_REFERENCE.size:]).decode()
-        if magic != SLOT_MAGIC or not path.startswith("/dev/shm/bonestream-") or "/../" in path:
+        shard = magic == SHARD_MAGIC
+        if shard:
+            if not path.startswith("/") or not path.endswith(".bss"):
+                raise ValueError(f"not a BoneStream shard reference: {path!r}")
+        elif magic != SLOT_MAGIC or not path.startswith("/dev/shm/bonestream-") or "/../" in path:
             raise ValueError(f"not a BoneStream slot reference: {path!r}")
         self._sweep()
         mm = self.maps.get(path)
         if mm is None or len(mm) != size:
             if os.path.getsize(path) != size:
                 raise ValueError(f"{path} is not {size} bytes")
-            mm = self.maps[path] = np.memmap(path, np.uint8, "r+")
+            mm = self.maps[path] = np.memmap(path, np.uint8, "r" if shard else "r+")
+            if shard and bytes(mm[:8]) != b"BSSHARD1":
+                raise ValueError(f"{path} is not a BoneStream shard")
+        if shard:
+            if offset + length > size:
+                raise ValueError(f"shard reference outside {path}")
+            return mm[offset:offset + length], None
         if state % 8 or state + 16 > size or offset + length > size:
             raise ValueError(f"slot reference outside {path}")
         return mm[offset:offset + length], (mm, state)

@@ -19,7 +19,7 @@ public enum PipelineProfiles {
                 ("preprocess.size", "128"), ("patches.size", "64"),
                 ("stream.samples_per_epoch", "4000"), ("stream.epochs", "16"),
                 ("train.model", "resnet18-cam"), ("train.width", "16"), ("train.learning_rate", "0.0005"), ("train.patience", "6"),
-                ("train.out", "work/demo/run"),
+                ("train.out", "work/demo/run"), ("shards.out", "work/demo/shards"),
             ]),
         Profile(name: "paper", doc: """
             The paper's best ResNet18 setup: channel attention, MSE, learning rate 0.0005, flips, crop \

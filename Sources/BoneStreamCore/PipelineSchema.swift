@@ -128,6 +128,16 @@ public enum PipelineSchema {
                 ConfigKey("stream.shared_memory", .bool, .bool(true),
                           "With an ipc:// data endpoint, workers write pixels into slots in /dev/shm and send only a reference (no pixel crosses a socket); false sends pixels inline. Every BoneStream consumer reads both."),
             ]),
+        ConfigSection(name: "shards", doc: """
+            Recorded streams (docs/shards.md): `bonestream record` writes every batch to shard files, \
+            `bonestream replay` streams them again, `bonestream shard verify|ls` checks and lists them.
+            """, keys: [
+                ConfigKey("shards.out", .string, .string("work/shards"),
+                          "The shard folder `record` writes and `replay`, `shard verify|ls` and `train --shards` read when no folder is given."),
+                ConfigKey("shards.shard_mb", .int(1...65_536), .int(256), "Size cap of one shard file in MB; a full shard is completed and a new one begun."),
+                ConfigKey("shards.on_damage", .choice(["skip", "fail"]), .string("skip"),
+                          "A damaged batch in replay: skip finds every damaged batch before the replay starts, reports it and leaves it out; fail stops at the first, naming file and byte offset."),
+            ]),
         ConfigSection(name: "train", doc: """
             The trainer (`bonestream train`): model, loss, optimiser, early stopping, and where the run's \
             checkpoints, metrics and report go. Epochs, samples per epoch and batch size are the stream's \

@@ -138,7 +138,10 @@ public final class ShardFile: @unchecked Sendable {
     public func batch(_ entry: ShardEntry, checkCRC: Bool = true) throws -> Batch {
         let frames = try frames(of: entry, checkCRC: checkCRC)
         do {
-            return try Batch(frames: frames.map { Data($0) })
+            // Pixels copied once, straight from the mapping; header and labels parsed in place.
+            let data = frames.map { Data(bytesNoCopy: UnsafeMutableRawPointer(mutating: $0.baseAddress!), count: $0.count, deallocator: .none) }
+            let header = try Batch.validate(frames: data)
+            return try Batch(header: header, frames: data, pixels: frames[1])
         } catch {
             throw ShardDamage(file: name, offset: entry.offset + ShardFormat.prefixSize, kind: .badMessage("\(error)"), batch: entry.id)
         }

@@ -17,7 +17,7 @@ public struct ReceiverCounts: Sendable {
     public var gaps = 0
     public var sharedMemoryBatches = 0
     public var pixelBytes = 0
-    /// From the first message to the end.
+    /// From the first message to the last batch handed over (not the wait for stragglers after END).
     public var seconds = 0.0
 }
 
@@ -82,7 +82,7 @@ public final class BatchReceiver {
         var counts = ReceiverCounts()
         var seen = Set<BatchID>()
         var expected: [EpochKey: UInt32] = [:]  // batches in each (kind, epoch) seen
-        var start: Date?
+        var start: Date?, lastAccepted: Date?
         let pixelSource = PixelSource()
         // Acknowledgements go out several ids to a message: when 8 wait, when the queue is empty, or
         // 10 ms after the last went (a slow consumer returns credit batch by batch, never late enough
@@ -136,6 +136,7 @@ public final class BatchReceiver {
                 return
             }
             seen.insert(id)
+            lastAccepted = Date()
             if !deferAcknowledgements { try acknowledge(id) }
             expected[EpochKey(kind: id.kind, epoch: id.epoch)] = header.batchesInEpoch
             counts.batches += 1
@@ -176,7 +177,7 @@ public final class BatchReceiver {
         for (key, count) in expected {
             for index in 0..<count where !seen.contains(BatchID(kind: key.kind, epoch: key.epoch, index: index)) { counts.gaps += 1 }
         }
-        counts.seconds = start.map { Date().timeIntervalSince($0) } ?? 0
+        if let start, let lastAccepted { counts.seconds = lastAccepted.timeIntervalSince(start) }
         return counts
     }
 

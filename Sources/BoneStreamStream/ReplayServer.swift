@@ -28,6 +28,10 @@ public struct ReplayServerOptions: Sendable {
     public var deliveryTimeout: TimeInterval = 30
     /// Re-check each record's CRC as it is sent (the skip policy's pre-pass checked them once).
     public var checkCRC = true
+    /// Send a reference to the pixels in the shard file instead of the pixels (flag bit 1, as live
+    /// workers do with shared memory): the consumer maps the file read-only and reads them in place.
+    /// Only for a consumer on this host (ipc://).
+    public var pixelsByReference = false
 
     public init(controlEndpoint: String, dataEndpoint: String) {
         self.controlEndpoint = controlEndpoint
@@ -72,6 +76,8 @@ public final class ReplayServer {
         let data = try ZMQSocket(context, .push)
         try data.connect(options.dataEndpoint)
         let items = plan.items
+        // Absolute paths, for references a consumer in another folder resolves.
+        let paths = set.files.map { URL(fileURLWithPath: $0.path).standardizedFileURL.path }
         var report = ReplayReport()
         report.total = items.count
         let start = options.from.map(plan.position(of:)) ?? 0
@@ -165,8 +171,18 @@ public final class ReplayServer {
                 logger.error("replay: \(error); stopping (policy fail; `--on-damage skip` leaves damaged batches out)")
                 return false
             }
-            let header = MessageBuffer(copying: Data(ReplayPlan.header(recorded, as: item).encoded()))
-            try data.send(buffers: [header, MessageBuffer(borrowing: frames[1], owner: file.map),
+            var replayed = ReplayPlan.header(recorded, as: item)
+            let pixels: MessageBuffer
+            if options.pixelsByReference {
+                replayed.flags |= BatchHeader.flagSharedPixels
+                let offset = frames[1].baseAddress! - file.map.bytes.baseAddress!
+                let reference = SlotReference.shardFile(path: paths[item.file], fileSize: UInt64(file.map.count), offset: UInt64(offset),
+                                                        length: UInt64(frames[1].count))
+                pixels = MessageBuffer(copying: Data(reference.encoded()))
+            } else {
+                pixels = MessageBuffer(borrowing: frames[1], owner: file.map)
+            }
+            try data.send(buffers: [MessageBuffer(copying: Data(replayed.encoded())), pixels,
                                     MessageBuffer(borrowing: frames[2], owner: file.map)])
             firstSend = firstSend ?? Date()
             report.batches += 1

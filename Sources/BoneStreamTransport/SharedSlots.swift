@@ -51,8 +51,11 @@ public enum SharedMemory {
     }
 }
 
-/// Where a batch's pixels wait: enough for a consumer to map the file and release the slot.
+/// Where a batch's pixels wait: enough for a consumer to map the file and release the slot. A
+/// replay's pixels wait in the shard file itself (`shardFile`): read-only, nothing to release.
 public struct SlotReference: Equatable, Sendable {
+    public enum Kind: Sendable { case slot, shardFile }
+    public var kind: Kind = .slot
     public var path: String
     public var fileSize: UInt64
     public var slot: UInt32
@@ -67,6 +70,13 @@ public struct SlotReference: Equatable, Sendable {
         self.stateOffset = stateOffset
         self.offset = offset
         self.length = length
+    }
+
+    /// Pixels at `offset` in a complete shard file (`path` absolute, ending in .bss) of `fileSize` bytes.
+    public static func shardFile(path: String, fileSize: UInt64, offset: UInt64, length: UInt64) -> SlotReference {
+        var reference = SlotReference(path: path, fileSize: fileSize, slot: 0, stateOffset: 0, offset: offset, length: length)
+        reference.kind = .shardFile
+        return reference
     }
 }
 
@@ -161,6 +171,7 @@ public final class SharedSlotReader {
     private struct Mapping {
         let base: UnsafeMutableRawPointer
         let size: Int
+        let kind: SlotReference.Kind
     }
 
     private var mappings: [String: Mapping] = [:]
@@ -176,8 +187,8 @@ public final class SharedSlotReader {
     /// The referenced bytes; throws for a reference that does not fit its file (a foreign or damaged message).
     public func bytes(_ reference: SlotReference) throws -> UnsafeRawBufferPointer {
         let mapping = try map(reference)
-        guard reference.stateOffset % 8 == 0, reference.stateOffset + 16 <= UInt64(mapping.size),
-              reference.offset <= UInt64(mapping.size), reference.length <= UInt64(mapping.size) - reference.offset else {
+        let stateFits = reference.kind == .shardFile || (reference.stateOffset % 8 == 0 && reference.stateOffset + 16 <= UInt64(mapping.size))
+        guard stateFits, reference.offset <= UInt64(mapping.size), reference.length <= UInt64(mapping.size) - reference.offset else {
             throw SharedMemoryError("slot reference outside \(reference.path) (\(mapping.size) bytes)")
         }
         return UnsafeRawBufferPointer(start: mapping.base + Int(reference.offset), count: Int(reference.length))
@@ -185,29 +196,41 @@ public final class SharedSlotReader {
 
     /// Hands the slot back to its producer. Call once the pixels have been read or copied.
     public func release(_ reference: SlotReference) {
-        guard let mapping = mappings[reference.path], reference.stateOffset + 16 <= UInt64(mapping.size) else { return }
+        guard let mapping = mappings[reference.path], mapping.kind == .slot, reference.stateOffset + 16 <= UInt64(mapping.size) else { return }
         bs_store_release_u32(mapping.base + Int(reference.stateOffset), 0)
     }
 
     private func map(_ reference: SlotReference) throws -> Mapping {
         sweepVanished()
-        if let mapping = mappings[reference.path], mapping.size == Int(reference.fileSize) { return mapping }
+        if let mapping = mappings[reference.path], mapping.size == Int(reference.fileSize), mapping.kind == reference.kind { return mapping }
         let name = (reference.path as NSString).lastPathComponent
-        guard reference.path.hasPrefix(SharedMemory.directory + "/"), name.hasPrefix(SharedMemory.prefix), !reference.path.contains("/../") else {
-            throw SharedMemoryError("slot reference to \(reference.path), which is not a BoneStream slot file")
+        switch reference.kind {
+        case .slot:
+            guard reference.path.hasPrefix(SharedMemory.directory + "/"), name.hasPrefix(SharedMemory.prefix), !reference.path.contains("/../") else {
+                throw SharedMemoryError("slot reference to \(reference.path), which is not a BoneStream slot file")
+            }
+        case .shardFile:
+            guard reference.path.hasPrefix("/"), name.hasSuffix(".bss") else {
+                throw SharedMemoryError("shard reference to \(reference.path), which is not an absolute path to a .bss shard")
+            }
         }
-        let fd = open(reference.path, O_RDWR | O_CLOEXEC)
+        let writable = reference.kind == .slot
+        let fd = open(reference.path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC)
         guard fd >= 0 else { throw SharedMemoryError("cannot open \(reference.path): \(String(cString: strerror(errno)))") }
         defer { close(fd) }
         var info = stat()
         guard fstat(fd, &info) == 0, info.st_size == off_t(reference.fileSize), info.st_size > 0 else {
             throw SharedMemoryError("\(reference.path) is not \(reference.fileSize) bytes")
         }
-        guard let mapped = mmap(nil, Int(info.st_size), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), mapped != MAP_FAILED else {
+        guard let mapped = mmap(nil, Int(info.st_size), writable ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED, fd, 0), mapped != MAP_FAILED else {
             throw SharedMemoryError("cannot map \(reference.path): \(String(cString: strerror(errno)))")
         }
+        if reference.kind == .shardFile && (info.st_size < 8 || memcmp(mapped, "BSSHARD1", 8) != 0) {
+            munmap(mapped, Int(info.st_size))
+            throw SharedMemoryError("\(reference.path) is not a BoneStream shard")
+        }
         if let old = mappings[reference.path] { munmap(old.base, old.size) }
-        let mapping = Mapping(base: mapped, size: Int(info.st_size))
+        let mapping = Mapping(base: mapped, size: Int(info.st_size), kind: reference.kind)
         mappings[reference.path] = mapping
         return mapping
     }
@@ -225,6 +248,7 @@ public final class SharedSlotReader {
 
 extension SlotReference {
     public static let magic: UInt32 = 0x4D48_5342  // "BSHM"
+    public static let shardMagic: UInt32 = 0x4648_5342  // "BSHF"
     static let fixedBytes = 40
 
     /// The frame that stands for the pixels (docs/protocol.md): 40 little-endian bytes, then the path.
@@ -232,7 +256,7 @@ extension SlotReference {
         var out = [UInt8]()
         out.reserveCapacity(SlotReference.fixedBytes + path.utf8.count)
         func put<T: FixedWidthInteger>(_ value: T) { withUnsafeBytes(of: value.littleEndian) { out += $0 } }
-        put(SlotReference.magic)  // 0
+        put(kind == .slot ? SlotReference.magic : SlotReference.shardMagic)  // 0
         put(slot)                 // 4
         put(fileSize)             // 8
         put(stateOffset)          // 16
@@ -249,11 +273,13 @@ extension SlotReference {
         func get<T: FixedWidthInteger>(_ offset: Int, _: T.Type) -> T {
             T(littleEndian: bytes.loadUnaligned(fromByteOffset: offset, as: T.self))
         }
-        guard get(0, UInt32.self) == SlotReference.magic else { throw SharedMemoryError("slot reference frame without its magic") }
+        let magic = get(0, UInt32.self)
+        guard magic == SlotReference.magic || magic == SlotReference.shardMagic else { throw SharedMemoryError("slot reference frame without its magic") }
         guard let path = String(validating: bytes[SlotReference.fixedBytes...], as: UTF8.self) else {
             throw SharedMemoryError("slot reference path is not UTF-8")
         }
         self.init(path: path, fileSize: get(8, UInt64.self), slot: get(4, UInt32.self), stateOffset: get(16, UInt64.self),
                   offset: get(24, UInt64.self), length: get(32, UInt64.self))
+        kind = magic == SlotReference.magic ? .slot : .shardFile
     }
 }

@@ -12,7 +12,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure stage speed; figures, not tests. Each can print OpenCV/Python's figures beside ours.",
-        subcommands: [Preprocess.self, Augment.self, Stream.self, Train.self])
+        subcommands: [Preprocess.self, Augment.self, Stream.self, Replay.self, Train.self])
 
     struct Shared: ParsableArguments {
         @Option(help: "Phantom images of realistic size to measure on.")

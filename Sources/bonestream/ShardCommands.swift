@@ -77,18 +77,17 @@ struct RecordCommand: ParsableCommand {
     @Option(help: "Data endpoint to bind (stream.data).")
     var bind: String?
 
-    @Option(help: "The shard folder.")
-    var out: String
+    @Option(help: "The shard folder (shards.out).")
+    var out: String?
 
-    @Option(help: "Size cap of one shard file, in MB.")
-    var shardMb = 256
+    @Option(help: "Size cap of one shard file, in MB (shards.shard_mb).")
+    var shardMb: String?
 
     func run() throws {
         try reportingErrors {
-            let config = try global.load(flags: [("stream.data", bind, "--bind")])
-            guard shardMb >= 1 else { throw ValidationError("--shard-mb must be at least 1") }
+            let config = try global.load(flags: [("stream.data", bind, "--bind"), ("shards.out", out, "--out"), ("shards.shard_mb", shardMb, "--shard-mb")])
             StopSignal.install()
-            try Stages.record(config, out: out, capBytes: shardMb << 20, quiet: global.quiet)
+            try Stages.record(config, out: config.string("shards.out"), capBytes: config.int("shards.shard_mb") << 20, quiet: global.quiet)
         }
     }
 }
@@ -101,8 +100,8 @@ struct ReplayCommand: ParsableCommand {
 
     @OptionGroup var global: GlobalOptions
 
-    @Option(help: "The shard folder (from `bonestream record`).")
-    var shards: String
+    @Option(help: "The shard folder (shards.out).")
+    var shards: String?
 
     @Option(help: "The consumer's data endpoint (stream.data).")
     var connect: String?
@@ -125,22 +124,25 @@ struct ReplayCommand: ParsableCommand {
     @Option(help: "Start at EPOCH:BATCH (from 0, as on the wire).")
     var from: String?
 
-    @Option(help: "Damaged batches: skip (found before the replay starts, reported, left out) or fail (stop at the first).")
-    var onDamage: String = DamagePolicy.skip.rawValue
+    @Option(help: "Damaged batches (shards.on_damage): skip (found before the replay starts, reported, left out) or fail (stop at the first).")
+    var onDamage: String?
 
     @Flag(help: "End by printing one JSON object.")
     var json = false
 
     func run() throws {
         try reportingErrors {
-            let config = try global.load(flags: [("stream.data", connect, "--connect")])
-            guard let policy = DamagePolicy(rawValue: onDamage) else { throw ValidationError("--on-damage \(onDamage): expected skip or fail") }
+            let config = try global.load(flags: [("stream.data", connect, "--connect"), ("shards.out", shards, "--shards"),
+                                                 ("shards.on_damage", onDamage, "--on-damage")])
+            let policy = DamagePolicy(rawValue: config.string("shards.on_damage"))!
             guard rate >= 0 else { throw ValidationError("--rate must be 0 or more patches per second") }
             StopSignal.install()
-            let set = try ShardSet(directory: shards)
+            let set = try ShardSet(directory: config.string("shards.out"))
             var replayOptions = ReplayOptions(epochs: epochs, shuffle: shuffle, seed: seed, window: window)
             var serverOptions = ReplayServerOptions(controlEndpoint: config.string("stream.control"), dataEndpoint: config.string("stream.data"))
             serverOptions.rate = rate
+            // As live workers: pixels by reference to a consumer on this host, inline over tcp://.
+            serverOptions.pixelsByReference = config.bool("stream.shared_memory") && config.string("stream.data").hasPrefix("ipc://")
             serverOptions.from = try from.map { try parsePosition($0, flag: "--from") }
             if policy == .skip {
                 let damaged = damagedRecords(set)
@@ -173,19 +175,19 @@ struct ShardVerifyCommand: ParsableCommand {
         commandName: "verify",
         abstract: "Check every shard's size and SHA-256 against the manifest and every record's CRC-32C; report each problem with file and byte offset.")
 
-    @Argument(help: "The shard folder.")
-    var directory: String
+    @OptionGroup var global: GlobalOptions
 
-    @Flag(help: "No progress line.")
-    var quiet = false
+    @Argument(help: "The shard folder (default: shards.out).")
+    var folder: String?
 
     func run() throws {
         try reportingErrors {
+            let directory = try folder ?? global.load().string("shards.out")
             Log.bootstrap(level: .info)
             guard let manifest = try ShardManifest.load(directory: directory) else {
                 throw ShardError("\(directory): no \(ShardManifest.fileName): not a shard folder")
             }
-            let progress = Progress(label: "verify", unit: "MB", total: max(manifest.bytes >> 20, 1), logger: Log.logger("shard"), enabled: !quiet)
+            let progress = Progress(label: "verify", unit: "MB", total: max(manifest.bytes >> 20, 1), logger: Log.logger("shard"), enabled: !global.quiet)
             var done = 0
             let problems = try ShardSet.verify(directory: directory) { bytes in
                 done += bytes
@@ -207,14 +209,17 @@ struct ShardVerifyCommand: ParsableCommand {
 struct ShardListCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "ls", abstract: "Summarise a shard folder's manifest.")
 
-    @Argument(help: "The shard folder.")
-    var directory: String
+    @OptionGroup var global: GlobalOptions
+
+    @Argument(help: "The shard folder (default: shards.out).")
+    var folder: String?
 
     @Flag(help: "Print the manifest itself.")
     var json = false
 
     func run() throws {
         try reportingErrors {
+            let directory = try folder ?? global.load().string("shards.out")
             guard let m = try ShardManifest.load(directory: directory) else {
                 throw ShardError("\(directory): no \(ShardManifest.fileName): not a shard folder")
             }

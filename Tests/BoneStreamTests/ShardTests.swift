@@ -351,6 +351,11 @@ import Testing
         #expect(replayed["gaps"] as? Int == 0 && replayed["duplicatesDropped"] as? Int == 0)
         #expect(replayed["digest"] as? String == live["digest"] as? String)
         #expect(try json(replayText)["acknowledged"] as? Int == 110, "\(replayText)")
+        #expect(replayed["sharedMemoryBatches"] as? Int == 110, "pixels by reference to the shard on ipc://")
+        // Pixels through the socket (as over tcp://): the same bytes.
+        let (inline, _) = try sink(dir, ["replay", "--shards", "shards", "--set", "stream.shared_memory=false"])
+        #expect(inline["sharedMemoryBatches"] as? Int == 0)
+        #expect(inline["digest"] as? String == live["digest"] as? String)
         // Three epochs from two recorded ones, shuffled and throttled: every batch arrives, numbered anew.
         let started = Date()
         let (cycled, _) = try sink(dir, ["replay", "--shards", "shards", "--epochs", "3", "--shuffle", "--seed", "3", "--rate", "2000"])
@@ -447,6 +452,26 @@ import Testing
             #expect(curve(run).map(\.trainLoss) == reference.map(\.trainLoss), "\(run)")
             #expect(curve(run).map(\.valLoss) == reference.map(\.valLoss), "\(run)")
         }
+    }
+
+    @Test(.enabled(if: pythonCanImport("zmq, numpy"))) func thePythonClientConsumesAReplayWithPixelsByReferenceToTheShard() throws {
+        let dir = try prepared("shard-client", samples: 160)
+        let (record, recordOut, _) = try startBonestream(["record", "--out", "shards", "--quiet"], in: dir.path)
+        let (produce, produceOut, _) = try startBonestream(["produce", "--workers", "1", "--quiet"], in: dir.path)
+        _ = finish(produce, produceOut)
+        _ = finish(record, recordOut)
+        let client = Process()
+        client.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        client.arguments = ["python3", repositoryRoot + "/tools/bonestream_client.py", "--control", "ipc://\(dir.path)/control.ipc",
+                            "--data", "ipc://\(dir.path)/data.ipc"]
+        let out = Pipe()
+        client.standardOutput = out
+        try client.run()
+        let (replay, replayOut, _) = try startBonestream(["replay", "--shards", "shards", "--json", "--quiet"], in: dir.path)
+        let replayed = finish(replay, replayOut)
+        let printed = finish(client, out)
+        #expect(printed.contains("392 patches, 0 malformed dropped"), "\(printed)")
+        #expect(try json(replayed)["acknowledged"] as? Int == 50)
     }
 
     @Test(.enabled(if: pythonCanImport("numpy"))) func thePythonReaderLoadsTheShardsWithNoBoneStreamProcess() throws {
