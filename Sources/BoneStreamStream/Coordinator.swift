@@ -209,7 +209,6 @@ public final class Coordinator {
             consumer = peer
         case .ack:
             // One or more batch ids.
-            consumer = peer
             guard frames.count >= 3 else {
                 dropped += 1
                 return
@@ -219,6 +218,7 @@ public final class Coordinator {
                     dropped += 1
                     continue
                 }
+                consumer = peer  // a valid acknowledgement: this is the consumer
                 credit += 1  // every batch taken frees one slot
                 acknowledgements += 1
                 lastAcknowledgement = Date()

@@ -128,12 +128,12 @@ public final class ReplayServer {
                     report.droppedMessages += 1
                     return
                 }
-                consumer = peer
                 for frame in frames[2...] {
                     guard let id = BatchID(decoding: frame), let index = indexOf[id] else {
                         report.droppedMessages += 1
                         continue
                     }
+                    consumer = peer  // a valid acknowledgement: this is the consumer
                     credit += 1
                     acknowledgements += 1
                     lastAcknowledgement = Date()

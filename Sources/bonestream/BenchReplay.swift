@@ -79,10 +79,11 @@ extension BenchCommand {
                     while try source.next() != nil {}
                     return Date().timeIntervalSince(start)
                 }
-                func overTheWire(byReference: Bool = false, plan: ReplayPlan? = nil, checkCRC: Bool = true) throws -> SinkReport {
+                func overTheWire(byReference: Bool = false, plan: ReplayPlan? = nil, checkCRC: Bool = true, readPixels: Bool = true) throws -> SinkReport {
                     try prepare(endpoint: config.string("stream.data"))
                     let sink = SinkBox(Sink(dataEndpoint: config.string("stream.data"), controlEndpoint: config.string("stream.control"),
                                             credit: config.int("stream.credit"), logger: logger))
+                    sink.sink.readPixels = readPixels
                     let thread = Thread { sink.run() }
                     thread.start()
                     var options = ReplayServerOptions(controlEndpoint: config.string("stream.control"), dataEndpoint: config.string("stream.data"))
@@ -107,6 +108,7 @@ extension BenchCommand {
                 _ = damagedRecords(set)
                 let prePass = Date().timeIntervalSince(started)
                 let skipPolicy = try overTheWire(byReference: true, checkCRC: false)
+                results["replay_transport_only_patches_s"] = try overTheWire(byReference: true, checkCRC: false, readPixels: false).patchesPerSecond
                 let skipSeconds = prePass + skipPolicy.seconds
                 results["replay_skip_sink_patches_s"] = Double(skipPolicy.samples) / skipSeconds
                 results["replay_skip_sink_mb_s"] = replayedMB / skipSeconds
@@ -154,6 +156,8 @@ extension BenchCommand {
                     mbs: results["replay_reference_sink_mb_s"]!, patches: results["replay_reference_sink_patches_s"]!)
                 row("replay -> sink, pixels by reference, CRC pre-pass (--on-damage skip, the default, pre-pass timed), page cache",
                     mbs: results["replay_skip_sink_mb_s"]!, patches: results["replay_skip_sink_patches_s"]!)
+                let transport = results["replay_transport_only_patches_s"]!
+                row("replay -> sink, by reference, sink reads no pixel (messages only; no pixel moves)", mbs: transport * patchMB, patches: transport)
                 row("shards read + every CRC checked, cold file (one pass)", mbs: results["cold_read_crc_mb_s"]!)
                 row("replay -> sink, pixels by reference, cold file (one pass)", mbs: results["cold_replay_sink_mb_s"]!, patches: results["cold_replay_sink_patches_s"]!)
                 row("live stream, 2 workers -> sink (reference)", mbs: live * patchMB, patches: live)

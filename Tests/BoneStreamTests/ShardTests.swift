@@ -5,6 +5,7 @@ import BoneStreamCore
 import BoneStreamPreprocess
 import BoneStreamSplit
 import BoneStreamStream
+import BoneStreamTransport
 import CChecksum
 import Foundation
 import Logging
@@ -413,6 +414,23 @@ import Testing
         let verified = try runBonestream(["shard", "verify", "shards", "--quiet"], in: dir.path)
         #expect(verified.status != 0)
         #expect(verified.stdout.contains("shard-000000.bss, byte \(entry.offset): CRC-32C mismatch"), "\(verified.stdout)")
+
+        // Malformed control messages before the consumer comes: logged, counted, dropped; the replay serves on.
+        let (replay, replayOut, _) = try startBonestream(["replay", "--shards", "shards", "--json", "--quiet"], in: dir.path)
+        Thread.sleep(forTimeInterval: 0.3)
+        let intruder = try ZMQSocket(ZMQContext(), .dealer)
+        try intruder.connect("ipc://\(dir.path)/control.ipc")
+        for frames in [[Data("GARBAGE".utf8)], [Data("ACK".utf8), Data([1, 2, 3])], [Data("CREDIT".utf8)], [Data("FROM".utf8), Data([9])]] {
+            try intruder.send(frames)
+        }
+        Thread.sleep(forTimeInterval: 0.2)
+        let (sinkOut, sinkProcess) = try { () throws -> (Pipe, Process) in
+            let (process, out, _) = try startBonestream(["sink", "--json", "--quiet"], in: dir.path)
+            return (out, process)
+        }()
+        let served = try json(finish(replay, replayOut))
+        #expect(try json(finish(sinkProcess, sinkOut))["batches"] as? Int == 49)
+        #expect(served["droppedMessages"] as? Int == 4, "\(served)")
 
         let (failed, failText) = try sink(dir, ["replay", "--shards", "shards", "--on-damage", "fail"])
         #expect(failText.contains("shard-000000.bss, byte \(entry.offset)"), "\(failText)")
