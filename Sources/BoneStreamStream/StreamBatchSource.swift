@@ -19,6 +19,9 @@ public final class StreamBatchSource: BatchSource, @unchecked Sendable {
     private var stopReceiver = false
     private let done = DispatchSemaphore(value: 0)
     public private(set) var waitSeconds = 0.0
+    /// Checked while waiting for a batch: true makes `next()` return nil (a consumer stopped by a
+    /// signal while the stream is idle).
+    public var interrupt: @Sendable () -> Bool = { false }
     /// What the receiver saw, once the stream has ended.
     public private(set) var counts = ReceiverCounts()
 
@@ -70,7 +73,8 @@ public final class StreamBatchSource: BatchSource, @unchecked Sendable {
         defer { condition.unlock() }
         var lastNotice = Date()
         while pending[expected] == nil && !ended {
-            _ = condition.wait(until: Date().addingTimeInterval(1))
+            if interrupt() { return nil }
+            _ = condition.wait(until: Date().addingTimeInterval(0.2))
             if Date().timeIntervalSince(lastNotice) > 30 {
                 logger.warning("trainer: waiting for \(expected) for \(Int(Date().timeIntervalSince(started))) s; is a coordinator (`bonestream produce`) running?")
                 lastNotice = Date()

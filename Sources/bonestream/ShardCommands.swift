@@ -31,6 +31,7 @@ extension Stages {
         try prepare(endpoint: config.string("stream.data"))
         let source = StreamBatchSource(dataEndpoint: config.string("stream.data"), controlEndpoint: config.string("stream.control"),
                                        credit: config.int("stream.credit"), from: from, validation: validation, logger: logger)
+        source.interrupt = { StopSignal.isRaised }
         let started = Date()
         var lastLine = Date(), batches = 0, samples = 0
         var ended = true
@@ -39,7 +40,10 @@ extension Stages {
                 ended = false
                 break
             }
-            guard let batch = try source.next() else { break }
+            guard let batch = try source.next() else {
+                ended = !StopSignal.isRaised
+                break
+            }
             if try writer.append(batch) {
                 batches += 1
                 samples += batch.labels.count

@@ -142,6 +142,12 @@ struct StatusCommand: ParsableCommand {
         try reportingErrors {
             let reply = try ControlClient.request(try global.load(), [Command.status.frame])
             guard !json else { return say(reply) }
+            if let r = try? JSONDecoder().decode(ReplayReport.self, from: Data(reply.utf8)) {
+                // A replay answers in place of a coordinator.
+                return say(String(format: "replay: %d of %d batches taken (%.1f%%), %d sent, %d sent again; %d malformed messages dropped",
+                                  r.acknowledged, r.total, 100 * Double(r.acknowledged) / Double(max(r.total, 1)), r.batches, r.resent,
+                                  r.droppedMessages))
+            }
             let s = try JSONDecoder().decode(CoordinatorStatus.self, from: Data(reply.utf8))
             let byWorker = s.batchesByWorker.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
             say(String(format: "epoch %d of %d: %d of %d batches acknowledged (%.1f%%), %.0f patches/s", s.epoch + 1, s.epochs,

@@ -398,6 +398,31 @@ import Testing
         #expect(replayed["digest"] as? String == live["digest"] as? String)
     }
 
+    @Test func sigtermCompletesTheRecordersShardAndTheSameCommandContinues() throws {
+        let dir = try prepared("shard-term", samples: 24000)
+        // Idle (no producer yet): SIGTERM still ends it at once.
+        let (idle, idleOut, _) = try startBonestream(["record", "--out", "shards", "--quiet"], in: dir.path)
+        Thread.sleep(forTimeInterval: 0.5)
+        kill(idle.processIdentifier, SIGTERM)
+        let idleText = finish(idle, idleOut, seconds: 10)
+        #expect(idle.terminationStatus == 0 && idleText.contains("record: 0 new batches"), "\(idleText)")
+
+        let (produce, produceOut, _) = try startBonestream(["produce", "--workers", "1", "--quiet"], in: dir.path)
+        let (first, firstOut, _) = try startBonestream(["record", "--out", "shards", "--shard-mb", "1", "--quiet"], in: dir.path)
+        let shards = dir.path + "/shards"
+        try #require(waitFor(60) { ((try? ShardManifest.load(directory: shards))??.shards.count ?? 0) >= 1 }, "no shard completed")
+        kill(first.processIdentifier, SIGTERM)
+        let text = finish(first, firstOut, seconds: 20)
+        #expect(first.terminationStatus == 0)
+        #expect(text.contains("stopped before the end: run the same command again to continue"), "\(text)")
+        #expect(!(try FileManager.default.contentsOfDirectory(atPath: shards)).contains { $0.hasSuffix(".partial") })
+        let (second, secondOut, _) = try startBonestream(["record", "--out", "shards", "--shard-mb", "1", "--quiet"], in: dir.path)
+        _ = finish(second, secondOut)
+        _ = finish(produce, produceOut)
+        let manifest = try #require(try ShardManifest.load(directory: shards))
+        #expect(manifest.ended && manifest.batches == 6010, "\(manifest.batches)")
+    }
+
     @Test func replayStopsAtADamagedBatchUnderFailAndLeavesItOutUnderSkip() throws {
         let dir = try prepared("shard-damage", samples: 160)
         let (record, recordOut, _) = try startBonestream(["record", "--out", "shards", "--quiet"], in: dir.path)
