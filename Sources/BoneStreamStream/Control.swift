@@ -1,4 +1,5 @@
 import BoneStreamBatch
+import BoneStreamTransport
 import Foundation
 
 /// Commands on the coordinator's control socket (docs/protocol.md). The first frame after the
@@ -31,5 +32,50 @@ extension UInt32 {
     init?(frame: Data) {
         guard frame.count == 4 else { return nil }
         self = frame.withUnsafeBytes { UInt32(littleEndian: $0.loadUnaligned(as: UInt32.self)) }
+    }
+}
+
+/// When a batch handed out and never acknowledged counts as lost, for the coordinator and replay
+/// alike (docs/protocol.md): handed out longer than `timeout` ago, and the consumer has since taken
+/// more than twice its credit of later batches or nothing at all for the whole timeout. A slow
+/// consumer holding its credit's worth of batches for minutes is not losing them.
+struct DeliveryWatch {
+    var timeout: TimeInterval
+    /// Acknowledgements received in all, and when the last came.
+    private(set) var acknowledgements = 0
+    private(set) var lastAcknowledgement = Date()
+    /// Credit the consumer granted in all.
+    private(set) var granted = 0
+
+    init(timeout: TimeInterval) { self.timeout = timeout }
+
+    mutating func acknowledged() {
+        acknowledgements += 1
+        lastAcknowledgement = Date()
+    }
+
+    mutating func grant(_ n: Int) { granted += n }
+
+    /// A consumer starting afresh (FROM).
+    mutating func reset() {
+        granted = 0
+        lastAcknowledgement = Date()
+    }
+
+    func isLost(sentAt: Date, acknowledgementsBefore: Int, now: Date = Date()) -> Bool {
+        guard now.timeIntervalSince(sentAt) > timeout else { return false }
+        return now.timeIntervalSince(lastAcknowledgement) > timeout || acknowledgements - acknowledgementsBefore > 2 * max(granted, 1)
+    }
+}
+
+extension ZMQSocket {
+    /// Handles every message already queued (up to 512), waiting up to `timeoutMs` for the first.
+    func receiveQueued(timeoutMs: Int, _ handle: ([Data]) -> Void) throws {
+        var timeout = timeoutMs
+        for _ in 0..<512 {
+            guard let frames = try receive(timeoutMs: timeout) else { return }
+            handle(frames)
+            timeout = 0
+        }
     }
 }

@@ -77,12 +77,8 @@ public final class Coordinator {
     private var workers: [Data: WorkerState] = [:]
     private var localProcesses: [Process] = []
     private var credit = 0
-    /// Credit the consumer granted in all.
-    private var grantedCredit = 0
     private var consumer: Data?
-    /// Acknowledgements received in all, and when the last came.
-    private var acknowledgements = 0
-    private var lastAcknowledgement = Date()
+    private var delivery: DeliveryWatch
     private var redispatched = 0
     private var dropped = 0
     private var stopping = false
@@ -94,6 +90,7 @@ public final class Coordinator {
 
     public init(options: CoordinatorOptions, config: PipelineConfig, logger: Logger) throws {
         self.options = options
+        delivery = DeliveryWatch(timeout: options.deliveryTimeout)
         self.config = config
         self.logger = logger
         let setup = try ProducerSetup(config: config)
@@ -144,12 +141,7 @@ public final class Coordinator {
             }
             // Everything that has arrived, then one dispatch round: thousands of messages a second
             // at full speed.
-            var timeout = 100
-            for _ in 0..<512 {
-                guard let frames = try control.receive(timeoutMs: timeout) else { break }
-                handle(frames, on: control)
-                timeout = 0
-            }
+            try control.receiveQueued(timeoutMs: 100) { handle($0, on: control) }
             expireWorkers()
             try dispatch(on: control)
             let finished = acknowledged.count == sequence.count
@@ -194,7 +186,7 @@ public final class Coordinator {
             consumer = peer
             if frames.count == 3, let n = UInt32(frame: frames[2]), n <= 1 << 20 {
                 credit += Int(n)
-                grantedCredit += Int(n)
+                delivery.grant(Int(n))
             } else {
                 dropped += 1
             }
@@ -220,8 +212,7 @@ public final class Coordinator {
                 }
                 consumer = peer  // a valid acknowledgement: this is the consumer
                 credit += 1  // every batch taken frees one slot
-                acknowledgements += 1
-                lastAcknowledgement = Date()
+                delivery.acknowledged()
                 inFlight[id] = nil
                 if acknowledged.insert(id).inserted { samplesAcknowledged += samplesPerBatch[id]! }
                 if !requeued.isEmpty { requeued.removeAll { $0 == id } }
@@ -249,14 +240,8 @@ public final class Coordinator {
     private func dispatch(on control: ZMQSocket) throws {
         let now = Date()
         // Handed out long ago and never acknowledged (sent and lost, or held by a worker that is alive
-        // but stuck): give it to someone again (the consumer drops duplicates). A slow consumer (a
-        // trainer holds its credit's worth of batches for minutes) is not losing them: a batch counts
-        // as lost only once the consumer has taken more than twice its credit of batches handed out
-        // after it, or has taken nothing at all for the whole timeout.
-        let overtaken = 2 * max(grantedCredit, 1)
-        let consumerIdle = now.timeIntervalSince(lastAcknowledgement) > options.deliveryTimeout
-        for (id, assignment) in inFlight where now.timeIntervalSince(assignment.since) > options.deliveryTimeout
-            && (consumerIdle || acknowledgements - assignment.acknowledgementsBefore > overtaken) {
+        // but stuck): give it to someone again (the consumer drops duplicates).
+        for (id, assignment) in inFlight where delivery.isLost(sentAt: assignment.since, acknowledgementsBefore: assignment.acknowledgementsBefore, now: now) {
             inFlight[id] = nil
             requeued.append(id)
             credit += 1
@@ -284,7 +269,7 @@ public final class Coordinator {
             workers[worker]!.ready -= 1
             assignments += 1
             workers[worker]!.lastAssigned = assignments
-            inFlight[id] = Assignment(worker: worker, since: now, acknowledgementsBefore: acknowledgements)
+            inFlight[id] = Assignment(worker: worker, since: now, acknowledgementsBefore: delivery.acknowledgements)
             credit -= 1
         }
     }
@@ -298,8 +283,7 @@ public final class Coordinator {
         requeued.removeAll()
         inFlight.removeAll()
         credit = 0
-        grantedCredit = 0
-        lastAcknowledgement = Date()
+        delivery.reset()
         logger.info("coordinator: a consumer starts at \(id): \(sequence.count - position) of \(sequence.count) batches to go")
     }
 

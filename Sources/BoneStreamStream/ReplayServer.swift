@@ -85,8 +85,8 @@ public final class ReplayServer {
         var acknowledged = Set<Int>(0..<start)
         var inFlight: [Int: (since: Date, acknowledgementsBefore: Int)] = [:]
         var requeued: [Int] = []
-        var credit = 0, granted = 0, acknowledgements = 0
-        var lastAcknowledgement = Date()
+        var credit = 0
+        var delivery = DeliveryWatch(timeout: options.deliveryTimeout)
         var consumer: Data?
         var stopping = false
         var firstSend: Date?
@@ -108,7 +108,7 @@ public final class ReplayServer {
                 }
                 consumer = peer
                 credit += Int(n)
-                granted += Int(n)
+                delivery.grant(Int(n))
             case .from:
                 guard frames.count == 3, let id = BatchID(decoding: frames[2]) else {
                     report.droppedMessages += 1
@@ -121,7 +121,7 @@ public final class ReplayServer {
                 inFlight.removeAll()
                 requeued.removeAll()
                 credit = 0
-                granted = 0
+                delivery.reset()
                 logger.info("replay: a consumer starts at \(id): \(items.count - position) of \(items.count) batches to go")
             case .ack:
                 guard frames.count >= 3 else {
@@ -135,8 +135,7 @@ public final class ReplayServer {
                     }
                     consumer = peer  // a valid acknowledgement: this is the consumer
                     credit += 1
-                    acknowledgements += 1
-                    lastAcknowledgement = Date()
+                    delivery.acknowledged()
                     inFlight[index] = nil
                     if acknowledged.insert(index).inserted { report.acknowledged += 1 }
                     if !requeued.isEmpty { requeued.removeAll { $0 == index } }
@@ -188,7 +187,7 @@ public final class ReplayServer {
             report.batches += 1
             report.samples += item.entry.count
             report.bytes += frames[1].count
-            inFlight[index] = (Date(), acknowledgements)
+            inFlight[index] = (Date(), delivery.acknowledgements)
             credit -= 1
             return true
         }
@@ -198,18 +197,10 @@ public final class ReplayServer {
                 logger.info("replay: stopping; draining \(inFlight.count) batch(es) in flight")
                 stopping = true
             }
-            var timeout = 50
-            for _ in 0..<512 {
-                guard let frames = try control.receive(timeoutMs: timeout) else { break }
-                handle(frames)
-                timeout = 0
-            }
+            try control.receiveQueued(timeoutMs: 50, handle)
             // Sent and never acknowledged (a consumer that went away and came back without FROM):
             // again, under the coordinator's rule (docs/protocol.md).
-            let now = Date()
-            let consumerIdle = now.timeIntervalSince(lastAcknowledgement) > options.deliveryTimeout
-            for (index, sent) in inFlight where now.timeIntervalSince(sent.since) > options.deliveryTimeout
-                && (consumerIdle || acknowledgements - sent.acknowledgementsBefore > 2 * max(granted, 1)) {
+            for (index, sent) in inFlight where delivery.isLost(sentAt: sent.since, acknowledgementsBefore: sent.acknowledgementsBefore) {
                 inFlight[index] = nil
                 requeued.append(index)
                 credit += 1

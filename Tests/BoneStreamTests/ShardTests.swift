@@ -273,8 +273,7 @@ import Testing
 /// `record`, `replay`, `shard verify|ls` and `train --record` as processes over real ipc:// sockets.
 @Suite(.serialized) struct ShardProcessTests {
     private func prepared(_ label: String, samples: Int, epochs: Int = 2, extra: String = "") throws -> TemporaryDirectory {
-        let dir = try TemporaryDirectory(label)
-        try dir.write("""
+        try preparedPipeline(label) { path in """
             phantoms:
               count: 20
               min_side: 96
@@ -290,31 +289,11 @@ import Testing
               samples_per_epoch: \(samples)
               batch_size: 8
               epochs: \(epochs)
-              control: ipc://\(dir.path)/control.ipc
-              data: ipc://\(dir.path)/data.ipc
+              control: ipc://\(path)/control.ipc
+              data: ipc://\(path)/data.ipc
             \(extra)
-            """, to: "pipeline.yaml")
-        for stage in ["phantoms", "normalize", "split", "preprocess"] {
-            let result = try runBonestream([stage, "--quiet"], in: dir.path)
-            try #require(result.status == 0, "\(stage): \(result.stderr)")
+            """
         }
-        return dir
-    }
-
-    private func waitFor(_ seconds: Double, _ condition: () -> Bool) -> Bool {
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
-            if condition() { return true }
-            Thread.sleep(forTimeInterval: 0.01)
-        }
-        return condition()
-    }
-
-    private func finish(_ process: Process, _ out: Pipe, seconds: Double = 120) -> String {
-        _ = waitFor(seconds) { !process.isRunning }
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
-        return String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
     }
 
     private func json(_ text: String) throws -> [String: Any] {

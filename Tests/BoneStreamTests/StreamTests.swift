@@ -10,8 +10,7 @@ import Testing
 @Suite(.serialized) struct StreamTests {
     /// A prepared tiny pipeline: phantoms, tables, splits and cache, with stream settings.
     private func prepared(_ label: String, samples: Int = 120, epochs: Int = 2) throws -> TemporaryDirectory {
-        let dir = try TemporaryDirectory(label)
-        try dir.write("""
+        try preparedPipeline(label) { path in """
             phantoms:
               count: 14
               min_side: 300
@@ -25,15 +24,11 @@ import Testing
               samples_per_epoch: \(samples)
               batch_size: 8
               epochs: \(epochs)
-              control: ipc://\(dir.path)/control.ipc
-              data: ipc://\(dir.path)/data.ipc
+              control: ipc://\(path)/control.ipc
+              data: ipc://\(path)/data.ipc
 
-            """, to: "pipeline.yaml")
-        for stage in ["phantoms", "normalize", "split", "preprocess"] {
-            let result = try runBonestream([stage, "--quiet"], in: dir.path)
-            #expect(result.status == 0, "\(stage): \(result.stderr)")
+            """
         }
-        return dir
     }
 
     private func expectedSamples(_ dir: TemporaryDirectory, samples: Int, epochs: Int) throws -> Int {
@@ -50,15 +45,6 @@ import Testing
         var digest: String
         var sharedMemoryBatches: Int
         var meanPixel: Double
-    }
-
-    /// Waits for a process with a deadline, killing it if it overstays.
-    private func finish(_ process: Process, _ out: Pipe, seconds: Double = 60) -> String {
-        let deadline = Date().addingTimeInterval(seconds)
-        while process.isRunning && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
-        return String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
     }
 
     private func sinkResult(_ text: String) throws -> SinkResult {

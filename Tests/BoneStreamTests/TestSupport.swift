@@ -99,3 +99,33 @@ func pythonCanImport(_ modules: String) -> Bool {
     process.waitUntilExit()
     return process.terminationStatus == 0
 }
+
+/// Polls `condition` every 10 ms for up to `seconds`; its last value.
+func waitFor(_ seconds: Double, _ condition: () -> Bool) -> Bool {
+    let deadline = Date().addingTimeInterval(seconds)
+    while Date() < deadline {
+        if condition() { return true }
+        Thread.sleep(forTimeInterval: 0.01)
+    }
+    return condition()
+}
+
+/// Waits for a process with a deadline (killing it if it overstays) and returns its standard output.
+func finish(_ process: Process, _ out: Pipe, seconds: Double = 120) -> String {
+    _ = waitFor(seconds) { !process.isRunning }
+    if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+    process.waitUntilExit()
+    return String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+}
+
+/// A fresh folder with `pipeline.yaml` (made from the folder's path) taken through phantoms, normalize,
+/// split and preprocess by the CLI, as a user would.
+func preparedPipeline(_ label: String, _ yaml: (String) -> String) throws -> TemporaryDirectory {
+    let dir = try TemporaryDirectory(label)
+    try dir.write(yaml(dir.path), to: "pipeline.yaml")
+    for stage in ["phantoms", "normalize", "split", "preprocess"] {
+        let result = try runBonestream([stage, "--quiet"], in: dir.path)
+        try #require(result.status == 0, "\(stage): \(result.stderr)")
+    }
+    return dir
+}

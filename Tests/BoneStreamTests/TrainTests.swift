@@ -139,22 +139,6 @@ import Testing
 
 /// `train`, `evaluate`, `predict` and `report` as a user runs them, over real processes.
 @Suite(.serialized) struct TrainProcessTests {
-    private func waitFor(_ seconds: Double, _ condition: () -> Bool) -> Bool {
-        let deadline = Date().addingTimeInterval(seconds)
-        while Date() < deadline {
-            if condition() { return true }
-            Thread.sleep(forTimeInterval: 0.01)
-        }
-        return condition()
-    }
-
-    private func finish(_ process: Process, _ out: Pipe, seconds: Double = 120) -> String {
-        _ = waitFor(seconds) { !process.isRunning }
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
-        return String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
-    }
-
     private func metrics(_ dir: TemporaryDirectory) -> [EpochMetrics] {
         (dir.read("work/run/metrics.jsonl") ?? "").split(separator: "\n").compactMap { try? JSONDecoder().decode(EpochMetrics.self, from: Data($0.utf8)) }
     }
