@@ -31,6 +31,9 @@ extension PipelineConfig {
         if int("patches.per_side") > 1 && int("patches.size") * int("patches.per_side") < int("preprocess.size") {
             throw fail("patches.per_side", "\(int("patches.per_side")) patches of \(int("patches.size")) leave gaps in a \(int("preprocess.size"))-pixel image")
         }
+        if string("train.model") == "inception-v4" && int("patches.size") < 75 {
+            throw fail("patches.size", "\(int("patches.size"))-pixel patches are too small for inception-v4, whose valid-padded reductions need at least 75 (the paper: 224): e.g. --set patches.size=96, or --profile demo-inception")
+        }
         if double("augment.blur_sigma_min") > double("augment.blur_sigma_max") {
             throw fail("augment.blur_sigma_min", "must not exceed augment.blur_sigma_max")
         }

@@ -143,10 +143,10 @@ public enum PipelineSchema {
             checkpoints, metrics and report go. Epochs, samples per epoch and batch size are the stream's \
             (`stream.epochs`, `stream.samples_per_epoch`, `stream.batch_size`).
             """, keys: [
-                ConfigKey("train.model", .choice(["resnet18", "resnet18-cam", "resnet18-cbam"]), .string("resnet18-cam"),
-                          "resnet18 (vanilla), resnet18-cam (channel attention, the paper's best ResNet) or resnet18-cbam."),
+                ConfigKey("train.model", .choice(["resnet18", "resnet18-cam", "resnet18-cbam", "inception-v4"]), .string("resnet18-cam"),
+                          "resnet18 (vanilla), resnet18-cam (channel attention, the paper's best ResNet), resnet18-cbam, or inception-v4 (the paper's best model; needs patches.size of at least 75)."),
                 ConfigKey("train.width", .int(4...512), .int(64),
-                          "Filters of the first stage; each later stage doubles them (the paper: 64, giving 64/128/256/512)."),
+                          "Filters of the first stage; each later stage doubles them (the paper: 64, giving 64/128/256/512). Inception-v4 scales all its filter counts by width / 64 (64: the paper's)."),
                 ConfigKey("train.loss", .choice(["mse", "mae"]), .string("mse"), "Training loss (the paper's best ResNet: mse)."),
                 ConfigKey("train.learning_rate", .double(1e-7...1), .double(0.0005), "Adam's learning rate (the paper's best ResNet: 0.0005)."),
                 ConfigKey("train.monitor", .choice(["val_loss", "val_median_mae"]), .string("val_loss"),

@@ -3,18 +3,37 @@
 import Foundation
 
 public enum ModelKind: String, Sendable, CaseIterable {
-    case vanilla, channelAttention = "channel_attention", cbam
+    case vanilla, channelAttention = "channel_attention", cbam, inceptionV4 = "inception_v4"
 
-    /// The names the trainer's configuration uses (`resnet18`, `resnet18-cam`, `resnet18-cbam`).
+    /// The three ResNet18 variants.
+    public static let resnets: [ModelKind] = [.vanilla, .channelAttention, .cbam]
+
+    /// The names the trainer's configuration uses (`resnet18`, `resnet18-cam`, `resnet18-cbam`, `inception-v4`).
     public var configName: String {
         switch self {
         case .vanilla: "resnet18"
         case .channelAttention: "resnet18-cam"
         case .cbam: "resnet18-cbam"
+        case .inceptionV4: "inception-v4"
         }
     }
 
-    /// Either spelling: `vanilla` / `resnet18`, `channel_attention` / `resnet18-cam`, `cbam` / `resnet18-cbam`.
+    /// The smallest patch side the model takes.
+    public var minimumInput: Int { self == .inceptionV4 ? InceptionSize.minimumInput : 32 }
+
+    /// Builds the model at `input` x `input` with width `width`: the ResNets' first stage (64 in the
+    /// paper; stages double it), Inception-v4's filter counts scaled by width / 64.
+    public func build(input: Int = 224, width: Int = 64, seed: UInt64 = 0) -> Model {
+        switch self {
+        case .inceptionV4:
+            return InceptionV4.build(size: InceptionSize(input: input, scale: Double(width) / 64), seed: seed)
+        default:
+            return ResNet18.build(self, size: ResNetSize(input: input, widths: [width, 2 * width, 4 * width, 8 * width]), seed: seed)
+        }
+    }
+
+    /// Either spelling: `vanilla` / `resnet18`, `channel_attention` / `resnet18-cam`, `cbam` / `resnet18-cbam`,
+    /// `inception_v4` / `inception-v4`.
     public init?(name: String) {
         guard let kind = ModelKind(rawValue: name) ?? ModelKind.allCases.first(where: { $0.configName == name }) else { return nil }
         self = kind
@@ -27,6 +46,7 @@ public enum ModelKind: String, Sendable, CaseIterable {
         case .vanilla: "resnet18_vanilla"
         case .channelAttention: "resnet18_channel_attention"
         case .cbam: "resnet18_cbam"
+        case .inceptionV4: "inception_v4"
         }
     }
 }
@@ -70,6 +90,7 @@ public enum ResNet18 {
     /// (`conv1.weight`, `bn1.running_mean`, `layer1.0.conv1.weight`, `layer2.0.downsample.0.weight`, `fc.weight`),
     /// with `attention.*`, `layerN.M.attention.*` and `sex.*` for the additions.
     public static func build(_ kind: ModelKind, size: ResNetSize = ResNetSize(), seed: UInt64 = 0) -> Model {
+        precondition(kind != .inceptionV4, "ResNet18.build builds the ResNets; InceptionV4.build builds Inception-v4")
         let g = Graph()
         let image = g.input("image", channels: 1, height: size.input, width: size.input)
         let sex = g.input("sex", channels: 1)

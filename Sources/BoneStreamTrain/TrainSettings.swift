@@ -25,13 +25,7 @@ public struct ModelSpec: Sendable, Equatable, CustomStringConvertible {
         self.input = input
     }
 
-    public var size: ResNetSize {
-        var size = ResNetSize(input: input, widths: [width, 2 * width, 4 * width, 8 * width])
-        size.ratio = 8
-        return size
-    }
-
-    public func build(seed: UInt64) -> Model { ResNet18.build(kind, size: size, seed: seed) }
+    public func build(seed: UInt64) -> Model { kind.build(input: input, width: width, seed: seed) }
 
     public var description: String { "\(kind.configName), width \(width), \(input)x\(input) patches" }
 }

@@ -401,10 +401,10 @@ struct Table {
 extension BenchCommand {
     struct Train: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Training step (forward, backward, Adam) and inference of the ResNet18 models on CPU, beside PyTorch (tools/bench_torch.py) in the same run.",
+            abstract: "Training step (forward, backward, Adam) and inference of the ResNet18 models and Inception-v4 on CPU, beside PyTorch (tools/bench_torch.py) in the same run.",
             aliases: ["engine"])
 
-        @Option(help: "resnet18 | resnet18-cam | resnet18-cbam (or vanilla | channel_attention | cbam), or all")
+        @Option(help: "resnet18 | resnet18-cam | resnet18-cbam | inception-v4 (or vanilla | channel_attention | cbam | inception_v4), or all")
         var model = "all"
 
         @Option(help: "Patch side in pixels (the paper: 224).")
@@ -444,9 +444,8 @@ extension BenchCommand {
                 guard size >= 32 else { throw ValidationError("--size must be at least 32 (five stride-2 stages)") }
                 var results: [String: [String: Double]] = [:]
                 for kind in kinds {
-                    var shape = ResNetSize()
-                    shape.input = size
-                    let built = ResNet18.build(kind, size: shape, seed: 1)
+                    guard size >= kind.minimumInput else { throw ValidationError("--size must be at least \(kind.minimumInput) for \(kind.configName)") }
+                    let built = kind.build(input: size, seed: 1)
                     let g = built.graph
                     var random = CounterRandom(seed: 3)
                     func fill(_ n: Int) {

@@ -10,9 +10,9 @@ struct ModelCommand: ParsableCommand {
 
     struct Summary: ParsableCommand {
         static let configuration = CommandConfiguration(
-            abstract: "Layers, output shapes and parameter counts, like Keras's summary(): vanilla, channel_attention, cbam.")
+            abstract: "Layers, output shapes and parameter counts, like Keras's summary(): vanilla, channel_attention, cbam, inception_v4.")
 
-        @Argument(help: "vanilla | channel_attention | cbam (or resnet18 | resnet18-cam | resnet18-cbam)")
+        @Argument(help: "vanilla | channel_attention | cbam | inception_v4 (or resnet18 | resnet18-cam | resnet18-cbam | inception-v4)")
         var model: String
 
         func run() throws {
@@ -20,7 +20,7 @@ struct ModelCommand: ParsableCommand {
                 guard let kind = ModelKind(name: model) else {
                     throw ValidationError("unknown model '\(model)'; choose one of \(ModelKind.namesHelp)")
                 }
-                say(ResNet18.build(kind).summary)
+                say(kind.build().summary)
             }
         }
     }
@@ -29,7 +29,7 @@ struct ModelCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Write a freshly initialised model (Glorot uniform, Keras's defaults) as a safetensors checkpoint.")
 
-        @Argument(help: "vanilla | channel_attention | cbam (or resnet18 | resnet18-cam | resnet18-cbam)")
+        @Argument(help: "vanilla | channel_attention | cbam | inception_v4 (or resnet18 | resnet18-cam | resnet18-cbam | inception-v4)")
         var model: String
 
         @Option(help: "The checkpoint to write.")
@@ -43,7 +43,7 @@ struct ModelCommand: ParsableCommand {
                 guard let kind = ModelKind(name: model) else {
                     throw ValidationError("unknown model '\(model)'; choose one of \(ModelKind.namesHelp)")
                 }
-                let built = ResNet18.build(kind, seed: seed)
+                let built = kind.build(seed: seed)
                 try Checkpoint.save(built.graph.store, to: out, metadata: ["model": kind.rawValue, "seed": String(seed)])
                 say("\(out): \(kind.rawValue), \(built.graph.store.entries.count) tensors, \(built.graph.store.count) parameters")
             }

@@ -346,7 +346,7 @@ import Testing
         }
     }
 
-    @Test(arguments: ModelKind.allCases)
+    @Test(arguments: ModelKind.resnets)
     func foldingBatchNormIntoConvolutionsChangesNoInference(kind: ModelKind) {
         // Odd sizes reach both convolution paths (Winograd and im2col) and clipped tiles.
         let model = ResNet18.build(kind, size: ResNetSize(input: 37, widths: [8, 8, 16, 16]), seed: 4)
@@ -374,7 +374,7 @@ import Testing
         #expect(plain.contains { $0 != 0 })
     }
 
-    @Test(arguments: ModelKind.allCases)
+    @Test(arguments: ModelKind.resnets)
     func aTinyResNetOverfitsAHandfulOfSamples(kind: ModelKind) {
         let model = ResNet18.build(kind, size: ResNetSize(input: 32, widths: [8, 8, 8, 8]), seed: 3)
         let g = model.graph
