@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""The same ResNet18 models in PyTorch on CPU: the reference for `bonestream bench train`.
+"""The same ResNet18 models and Inception-v4 (timm's) in PyTorch on CPU: the reference for `bonestream bench train`.
 
 Role: builds ResNet18 vanilla / channel attention / CBAM exactly as BoneStream does (every conv with a
 bias, Keras batch norm settings eps 1e-3 and momentum 0.01 in PyTorch's convention, the sex branch),
@@ -7,8 +7,9 @@ checks the parameter counts against the paper's Table 3, and times a training st
 backward, Adam) on a batch of 40 and inference of one image (25 patches), with torch's threads set to
 the number of cores. The gray input is replicated to 3 channels, as a PyTorch user would feed it.
 
-Usage: python3 tools/bench_torch.py [--models vanilla,channel_attention,cbam] [--batch 40] [--size 224] [--steps 3] [--inferences 3] [--json]
-Needs torch (CPU is enough).
+Usage: python3 tools/bench_torch.py [--models vanilla,channel_attention,cbam,inception_v4] [--batch 40] [--size 224] [--steps 3] [--inferences 3] [--json]
+Needs torch (CPU is enough), and timm for inception_v4 (its convolutions get biases, as ours have, so
+the parameter count is the paper's 41,239,153).
 """
 import argparse
 import json
@@ -19,7 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-PAPER = {"vanilla": (11_191_473, 11_181_873), "channel_attention": (11_368_809, 11_359_209), "cbam": (11_369_691, 11_360_091)}
+PAPER = {"vanilla": (11_191_473, 11_181_873), "channel_attention": (11_368_809, 11_359_209), "cbam": (11_369_691, 11_360_091),
+         "inception_v4": (41_239_153, 41_175_985)}
 
 
 def bn(c):
@@ -107,6 +109,30 @@ class ResNet18(nn.Module):
         return self.fc(torch.cat([x.mean((2, 3)), torch.relu(self.sex["dense"](sex))], 1))
 
 
+class InceptionV4(nn.Module):
+    """timm's inception_v4 (pip install timm) as BoneStream builds it: a bias on every convolution,
+    Keras's batch norm settings, global average pool, dropout 0.2, the sex branch, Dense(1552 -> 1)."""
+
+    def __init__(self):
+        super().__init__()
+        import timm
+        self.backbone = timm.create_model("inception_v4", pretrained=False, num_classes=0, drop_rate=0.2)
+        for module in self.backbone.modules():
+            if isinstance(module, nn.Conv2d) and module.bias is None:
+                module.bias = nn.Parameter(torch.zeros(module.out_channels))
+            elif isinstance(module, nn.BatchNorm2d):
+                module.eps, module.momentum = 1e-3, 0.01
+        self.sex = nn.ModuleDict({"dense": nn.Linear(1, 16)})
+        self.last_linear = nn.Linear(1536 + 16, 1)
+
+    def forward(self, image, sex):
+        return self.last_linear(torch.cat([self.backbone(image), torch.relu(self.sex["dense"](sex))], 1))
+
+
+def build(kind):
+    return InceptionV4() if kind == "inception_v4" else ResNet18(kind)
+
+
 def counts(model):
     trainable = sum(p.numel() for p in model.parameters())
     stats = sum(b.numel() for n, b in model.named_buffers() if n.endswith(("running_mean", "running_var")))
@@ -126,9 +152,9 @@ def main():
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     results = {}
-    aliases = {"resnet18": "vanilla", "resnet18-cam": "channel_attention", "resnet18-cbam": "cbam"}
+    aliases = {"resnet18": "vanilla", "resnet18-cam": "channel_attention", "resnet18-cbam": "cbam", "inception-v4": "inception_v4"}
     for kind in (aliases.get(k, k) for k in args.models.split(",")):
-        model = ResNet18(kind)
+        model = build(kind)
         total, trainable = counts(model)
         assert (total, trainable) == PAPER[kind], f"{kind}: {total:,} / {trainable:,} parameters, the paper has {PAPER[kind]}"
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
@@ -162,10 +188,12 @@ def main():
         flops = 0.0
         hooks = []
 
+        first_conv = next(m for m in model.modules() if isinstance(m, nn.Conv2d))
+
         def count(module, inputs, output):
             nonlocal flops
             if isinstance(module, nn.Conv2d):
-                cin = 1 if module is model.conv1 else module.in_channels
+                cin = 1 if module is first_conv else module.in_channels
                 flops += 2 * module.out_channels * cin * module.kernel_size[0] * module.kernel_size[1] * output.shape[2] * output.shape[3]
             elif isinstance(module, nn.Linear):
                 flops += 2 * module.in_features * module.out_features

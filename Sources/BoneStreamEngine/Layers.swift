@@ -236,6 +236,9 @@ public final class Pool2D: Layer {
         let top = padding.geometry(input: s.h, kernel: size, stride: stride).before
         let left = padding.geometry(input: s.w, kernel: size, stride: stride).before
         let input = x[0].data, output = y.data, isMax = mode == .max
+        if !isMax && stride == 1 {
+            return averageForwardStride1(s, o, top: top, left: left, input: input, output: output, context)
+        }
         Threads.parallelChunks(s.n * s.c, minimum: max(1, 16_384 / max(s.plane, 1))) { chunk, r in
             let across = context.threadScratch(chunk, s.h * o.w)
             for nc in r {
@@ -261,7 +264,8 @@ public final class Pool2D: Layer {
                         }
                     }
                     if !isMax {
-                        for ox in 0..<o.w { target[ox] /= Float(window.count * self.window(ox, left, s.w).count) }
+                        let rows = Float(window.count)
+                        for ox in 0..<o.w { target[ox] /= rows * Float(self.windowCount(ox, left, s.w)) }
                     }
                 }
             }
@@ -273,6 +277,9 @@ public final class Pool2D: Layer {
         let s = x[0].shape, o = y.shape
         let top = padding.geometry(input: s.h, kernel: size, stride: stride).before
         let left = padding.geometry(input: s.w, kernel: size, stride: stride).before
+        if mode == .average && stride == 1 {
+            return averageBackwardStride1(s, o, top: top, left: left, grad: dy.data, target: target, context)
+        }
         let input = x[0].data, output = y.data, grad = dy.data
         Threads.parallel(s.n * s.c, minimum: max(1, 16_384 / max(s.plane, 1))) { r in
             for nc in r {
@@ -299,6 +306,87 @@ public final class Pool2D: Layer {
                 }
             }
         }
+    }
+}
+
+extension Pool2D {
+    /// Average pooling's gradient at stride 1 (Inception's 3x3 `same` pools), separable like the
+    /// forward: each output's gradient divided by its window's size, summed along rows over the
+    /// outputs whose windows hold each input column, then down the columns; added into `target`.
+    func averageBackwardStride1(_ s: Shape, _ o: Shape, top: Int, left: Int, grad: UnsafePointer<Float>,
+                                target: UnsafeMutablePointer<Float>, _ context: Context) {
+        // Input i lies in the windows of outputs [i - (size - 1 - before), i + before].
+        let below = size - 1 - top, right = size - 1 - left
+        Threads.parallelChunks(s.n * s.c, minimum: max(1, 16_384 / max(s.plane, 1))) { chunk, r in
+            let scaled = context.threadScratch(chunk, o.plane + o.h * s.w + o.h + o.w)
+            let across = scaled + o.plane, rowShare = across + o.h * s.w, colShare = rowShare + o.h
+            for oy in 0..<o.h { rowShare[oy] = 1 / Float(self.windowCount(oy, top, s.h)) }
+            for ox in 0..<o.w { colShare[ox] = 1 / Float(self.windowCount(ox, left, s.w)) }
+            for nc in r {
+                let g = grad + nc * o.plane, t = target + nc * s.plane
+                for oy in 0..<o.h {
+                    for ox in 0..<o.w { scaled[oy * o.w + ox] = g[oy * o.w + ox] * rowShare[oy] * colShare[ox] }
+                }
+                for oy in 0..<o.h {
+                    let line = scaled + oy * o.w, out = across + oy * s.w
+                    for ix in 0..<s.w {
+                        let from = max(ix - right, 0), to = min(ix + left, o.w - 1)
+                        var sum: Float = 0
+                        if from <= to { for ox in from...to { sum += line[ox] } }
+                        out[ix] = sum
+                    }
+                }
+                for iy in 0..<s.h {
+                    let from = max(iy - below, 0), to = min(iy + top, o.h - 1), out = t + iy * s.w
+                    guard from <= to else { continue }
+                    for oy in from...to {
+                        let source = across + oy * s.w
+                        for ix in 0..<s.w { out[ix] += source[ix] }
+                    }
+                }
+            }
+        }
+    }
+
+    /// Average pooling at stride 1: window sums along rows, then down the columns (whole rows at a
+    /// time, which vectorises), then each output times 1 / (its window's pixels inside the image).
+    func averageForwardStride1(_ s: Shape, _ o: Shape, top: Int, left: Int, input: UnsafePointer<Float>,
+                               output: UnsafeMutablePointer<Float>, _ context: Context) {
+        Threads.parallelChunks(s.n * s.c, minimum: max(1, 16_384 / max(s.plane, 1))) { chunk, r in
+            let across = context.threadScratch(chunk, s.h * o.w + o.h + o.w)
+            let rowShare = across + s.h * o.w, colShare = rowShare + o.h
+            for oy in 0..<o.h { rowShare[oy] = 1 / Float(self.windowCount(oy, top, s.h)) }
+            for ox in 0..<o.w { colShare[ox] = 1 / Float(self.windowCount(ox, left, s.w)) }
+            for nc in r {
+                let p = input + nc * s.plane, q = output + nc * o.plane
+                for iy in 0..<s.h {
+                    let line = p + iy * s.w, out = across + iy * o.w
+                    for ox in 0..<o.w {
+                        let from = max(ox - left, 0), to = min(ox - left + self.size, s.w)
+                        var sum: Float = 0
+                        for ix in from..<to { sum += line[ix] }
+                        out[ox] = sum
+                    }
+                }
+                for oy in 0..<o.h {
+                    let from = max(oy - top, 0), to = min(oy - top + self.size, s.h), out = q + oy * o.w
+                    out.update(from: across + from * o.w, count: o.w)
+                    for iy in from + 1..<to {
+                        let source = across + iy * o.w
+                        for ox in 0..<o.w { out[ox] += source[ox] }
+                    }
+                    let share = rowShare[oy]
+                    for ox in 0..<o.w { out[ox] *= share * colShare[ox] }
+                }
+            }
+        }
+    }
+
+    /// Input pixels in output o's window along one dimension.
+    @inline(__always)
+    func windowCount(_ o: Int, _ before: Int, _ limit: Int) -> Int {
+        let start = o * stride - before
+        return min(start + size, limit) - max(start, 0)
     }
 }
 
