@@ -14,6 +14,7 @@ the parameter count is the paper's 41,239,153).
 import argparse
 import json
 import os
+import sys
 import time
 
 import torch
@@ -154,7 +155,11 @@ def main():
     results = {}
     aliases = {"resnet18": "vanilla", "resnet18-cam": "channel_attention", "resnet18-cbam": "cbam", "inception-v4": "inception_v4"}
     for kind in (aliases.get(k, k) for k in args.models.split(",")):
-        model = build(kind)
+        try:
+            model = build(kind)
+        except ImportError as error:  # timm missing: the other models are still measured
+            print(f"{kind}: skipped ({error}; pip install timm)", file=sys.stderr)
+            continue
         total, trainable = counts(model)
         assert (total, trainable) == PAPER[kind], f"{kind}: {total:,} / {trainable:,} parameters, the paper has {PAPER[kind]}"
         optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7)
