@@ -147,7 +147,10 @@ public final class ShardWriter {
     public func append(_ batch: Batch) throws -> Bool {
         var header = batch.header
         header.flags &= ~BatchHeader.flagSharedPixels
-        let labelFrame = batch.frames()[2]
+        var labelFrame = [UInt8](repeating: 0, count: batch.labels.count * SampleLabel.size)
+        labelFrame.withUnsafeMutableBytes { raw in
+            for (i, label) in batch.labels.enumerated() { label.encode(into: raw.baseAddress! + i * SampleLabel.size) }
+        }
         return try header.encoded().withUnsafeBytes { head in
             try batch.pixels.withUnsafeBytes { pixels in
                 try labelFrame.withUnsafeBytes { labels in try append(frames: [head, pixels, labels], header: header) }

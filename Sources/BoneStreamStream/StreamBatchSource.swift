@@ -28,8 +28,12 @@ public final class StreamBatchSource: BatchSource, @unchecked Sendable {
     /// Binds `dataEndpoint` and starts receiving at once. `from` is where this consumer starts in
     /// the plan (the coordinator is told); `validation`: the stream carries a validation pass after
     /// each training epoch (stream.validation).
-    public init(dataEndpoint: String, controlEndpoint: String, credit: Int, from: BatchID, validation: Bool, logger: Logger) {
-        receiver = BatchReceiver(dataEndpoint: dataEndpoint, controlEndpoint: controlEndpoint, credit: credit, logger: logger, name: "trainer")
+    private let name: String
+
+    public init(dataEndpoint: String, controlEndpoint: String, credit: Int, from: BatchID, validation: Bool, logger: Logger,
+                name: String = "trainer") {
+        receiver = BatchReceiver(dataEndpoint: dataEndpoint, controlEndpoint: controlEndpoint, credit: credit, logger: logger, name: name)
+        self.name = name
         receiver.from = from
         receiver.deferAcknowledgements = true
         self.validation = validation
@@ -76,14 +80,14 @@ public final class StreamBatchSource: BatchSource, @unchecked Sendable {
             if interrupt() { return nil }
             _ = condition.wait(until: Date().addingTimeInterval(0.2))
             if Date().timeIntervalSince(lastNotice) > 30 {
-                logger.warning("trainer: waiting for \(expected) for \(Int(Date().timeIntervalSince(started))) s; is a coordinator (`bonestream produce`) running?")
+                logger.warning("\(name): waiting for \(expected) for \(Int(Date().timeIntervalSince(started))) s; is a coordinator (`bonestream produce`) running?")
                 lastNotice = Date()
             }
         }
         guard let batch = pending.removeValue(forKey: expected) else {
             if let failure { throw failure }
             if !pending.isEmpty {
-                logger.warning("trainer: the stream ended without \(expected); \(pending.count) later batch(es) unused")
+                logger.warning("\(name): the stream ended without \(expected); \(pending.count) later batch(es) unused")
             }
             return nil
         }

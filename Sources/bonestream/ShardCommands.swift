@@ -30,7 +30,8 @@ extension Stages {
         }
         try prepare(endpoint: config.string("stream.data"))
         let source = StreamBatchSource(dataEndpoint: config.string("stream.data"), controlEndpoint: config.string("stream.control"),
-                                       credit: config.int("stream.credit"), from: from, validation: validation, logger: logger)
+                                       credit: config.int("stream.credit"), from: from, validation: validation, logger: logger,
+                                       name: "record")
         source.interrupt = { StopSignal.isRaised }
         let started = Date()
         var lastLine = Date(), batches = 0, samples = 0

@@ -347,10 +347,17 @@ import Testing
         }
     }
 
-    @Test(arguments: ModelKind.resnets)
+    /// A small model of each kind: a ResNet18 of `input` pixels and the given widths, or an Inception-v4
+    /// at its smallest input (75) and a sixteenth of its filters.
+    static func tiny(_ kind: ModelKind, input: Int, widths: [Int], seed: UInt64) -> Model {
+        kind == .inceptionV4 ? InceptionV4.build(size: InceptionSize(input: 75, scale: 1.0 / 16), seed: seed)
+            : ResNet18.build(kind, size: ResNetSize(input: input, widths: widths), seed: seed)
+    }
+
+    @Test(arguments: ModelKind.allCases)
     func foldingBatchNormIntoConvolutionsChangesNoInference(kind: ModelKind) {
         // Odd sizes reach both convolution paths (Winograd and im2col) and clipped tiles.
-        let model = ResNet18.build(kind, size: ResNetSize(input: 37, widths: [8, 8, 16, 16]), seed: 4)
+        let model = EngineTests.tiny(kind, input: 37, widths: [8, 8, 16, 16], seed: 4)
         let g = model.graph
         g.prepare(batch: 3)
         let image = g.output(of: model.image)
@@ -375,9 +382,10 @@ import Testing
         #expect(plain.contains { $0 != 0 })
     }
 
-    @Test(arguments: ModelKind.resnets)
-    func aTinyResNetOverfitsAHandfulOfSamples(kind: ModelKind) {
-        let model = ResNet18.build(kind, size: ResNetSize(input: 32, widths: [8, 8, 8, 8]), seed: 3)
+    /// (Inception-v4's dropout 0.2 stays on: the loss is the one a training step sees.)
+    @Test(arguments: ModelKind.allCases)
+    func aTinyModelOverfitsAHandfulOfSamples(kind: ModelKind) {
+        let model = EngineTests.tiny(kind, input: 32, widths: [8, 8, 8, 8], seed: 3)
         let g = model.graph
         let n = 6
         g.prepare(batch: n)

@@ -3,8 +3,8 @@ import BoneStreamCore
 import Foundation
 import Testing
 
-/// Inception-v4: its parameter count and names, every block type's gradients against finite
-/// differences, batch-norm folding, and a tiny Inception that overfits a handful of samples.
+/// Inception-v4: its parameter count and names, and every block type's gradients against finite
+/// differences (batch-norm folding and the overfit test run for every model in EngineTests).
 @Suite struct InceptionTests {
     @Test func parameterCountEqualsThePapersTable3AndTheNamesAreTimms() {
         let model = InceptionV4.build()
@@ -125,54 +125,5 @@ import Testing
             // The stem's first convolution takes the gray input replicated into 3 channels.
             b.stem(x)
         }
-    }
-
-    @Test func foldingBatchNormIntoConvolutionsChangesNoInference() {
-        let model = InceptionV4.build(size: InceptionSize(input: 75, scale: 1.0 / 16), seed: 4)
-        let g = model.graph
-        g.prepare(batch: 2)
-        let image = g.output(of: model.image)
-        for i in 0..<image.count { image[i] = Float((i * 7919) % 1000) / 1000 }
-        for i in 0..<2 { g.output(of: model.sex)[i] = Float(i % 2) }
-        let adam = Adam(learningRate: 0.01)
-        for _ in 0..<3 {
-            g.forward(training: true)
-            _ = Loss.mse.evaluate(g.output, targets: [20, 80], gradient: g.outputGrad)
-            g.store.zeroGrads()
-            g.backward()
-            adam.step(g.store)
-        }
-        g.foldBatchNorm = false
-        g.forward(training: false)
-        let plain = g.output.array
-        g.foldBatchNorm = true
-        g.forward(training: false)
-        let folded = g.output.array
-        for (a, b) in zip(plain, folded) { #expect(abs(a - b) <= 1e-4 * max(1, abs(a)), "\(a) vs \(b)") }
-        #expect(plain.contains { $0 != 0 })
-    }
-
-    @Test func aTinyInceptionOverfitsAHandfulOfSamples() {
-        let model = InceptionV4.build(size: InceptionSize(input: 75, scale: 1.0 / 16), seed: 3)
-        let g = model.graph
-        let n = 6
-        g.prepare(batch: n)
-        var random = CounterRandom(seed: 11)
-        let image = g.output(of: model.image), sex = g.output(of: model.sex)
-        for i in 0..<image.count { image[i] = Float(random.unit()) }
-        for i in 0..<n { sex[i] = Float(i % 2) }
-        let targets: [Float] = (0..<n).map { Float($0) * 0.5 - 1 }
-        let adam = Adam(learningRate: 0.01)
-        var first: Float = 0, last: Float = 0
-        for step in 0..<150 {
-            g.forward(training: true)  // dropout 0.2 on: the loss a training step sees
-            let loss = Loss.mse.evaluate(g.output, targets: targets, gradient: g.outputGrad)
-            if step == 0 { first = loss }
-            last = loss
-            g.store.zeroGrads()
-            g.backward()
-            adam.step(g.store)
-        }
-        #expect(last < first * 0.01 && last < 0.01, "loss \(first) -> \(last)")
     }
 }
