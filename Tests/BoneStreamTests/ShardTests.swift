@@ -226,6 +226,23 @@ import Testing
         #expect(!(try FileManager.default.contentsOfDirectory(atPath: folder)).contains { $0.hasSuffix(".partial") })
     }
 
+    @Test func batchesOfOtherSettingsAreRefusedNamingBothConfigHashes() throws {
+        let (dir, _, builder) = try prepared("shard-hash")
+        let batches = planned(builder, epochs: 1)
+        let writer = try record(Array(batches.prefix(3)), into: dir.path + "/shards", close: false)
+        var foreign = batches[3]
+        foreign.header.configHash = [UInt8](repeating: 7, count: 16)
+        var refusal = ""
+        do {
+            try writer.append(foreign)
+        } catch let error as ShardError {
+            refusal = error.description
+        }
+        #expect(refusal.contains(Hashing.hex(foreign.header.configHash)) && refusal.contains(Hashing.hex(batches[0].header.configHash)), "\(refusal)")
+        try writer.close(ended: false)
+        #expect(try readBack(dir.path + "/shards") == Array(batches.prefix(3)))
+    }
+
     @Test func shufflingIsSeededRenumbersTrainingBatchesAndLeavesValidationInOrder() throws {
         let (dir, _, builder) = try prepared("shard-shuffle", samples: 320)
         _ = try record(planned(builder, epochs: 2), into: dir.path + "/shards")
@@ -464,6 +481,10 @@ import Testing
         #expect(replayed.status == 0, "\(replayed.stderr)")
         let inProcess = try runBonestream(["train", "--shards", "shards", "--set", "train.out=work/in-process", "--quiet"], in: dir.path)
         #expect(inProcess.status == 0, "\(inProcess.stderr)")
+        // Shards made with other augmentation settings than the configuration's: refused, naming both.
+        let other = try runBonestream(["train", "--shards", "shards", "--set", "augment.rotate_degrees=10", "--set", "train.out=work/other", "--quiet"],
+                                      in: dir.path)
+        #expect(other.status != 0 && other.stderr.contains("was recorded with config hash"), "\(other.stderr)")
 
         func curve(_ run: String) -> [EpochMetrics] {
             (dir.read("work/\(run)/metrics.jsonl") ?? "").split(separator: "\n").compactMap { try? JSONDecoder().decode(EpochMetrics.self, from: Data($0.utf8)) }
