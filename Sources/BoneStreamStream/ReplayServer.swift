@@ -40,7 +40,9 @@ public struct ReplayServerOptions: Sendable {
 }
 
 public struct ReplayReport: Codable, Sendable {
+    /// Batches sent (a batch sent again counts again).
     public var batches = 0
+    /// Batches the consumer took, of `total` (the plan from the start position on).
     public var acknowledged = 0
     public var total = 0
     public var samples = 0
@@ -79,8 +81,8 @@ public final class ReplayServer {
         // Absolute paths, for references a consumer in another folder resolves.
         let paths = set.files.map { URL(fileURLWithPath: $0.path).standardizedFileURL.path }
         var report = ReplayReport()
-        report.total = items.count
         let start = options.from.map(plan.position(of:)) ?? 0
+        report.total = items.count - start  // what this replay is to send
         var next = start
         var acknowledged = Set<Int>(0..<start)
         var inFlight: [Int: (since: Date, acknowledgementsBefore: Int)] = [:]
@@ -118,6 +120,8 @@ public final class ReplayServer {
                 let position = max(plan.position(of: id), start)
                 next = position
                 acknowledged = Set(0..<position)
+                report.total = items.count - position
+                report.acknowledged = 0
                 inFlight.removeAll()
                 requeued.removeAll()
                 credit = 0
@@ -232,8 +236,10 @@ public final class ReplayServer {
                 let seconds = Date().timeIntervalSince(firstSend)
                 logger.info("replay: \(acknowledged.count) of \(items.count) batches taken, \(String(format: "%.0f", Double(report.samples) / max(seconds, 1e-9))) patches/s")
             }
+            // Finished (every batch taken; with --from past the end, nothing to send) once a consumer
+            // is there to be told: a consumer that comes later still gets its END.
             let finished = acknowledged.count == items.count
-            if finished || (stopping && inFlight.isEmpty) {
+            if (finished && consumer != nil) || (stopping && inFlight.isEmpty) {
                 if let consumer { try control.send([consumer, Command.end.frame]) }
                 report.seconds = firstSend.map { Date().timeIntervalSince($0) } ?? 0
                 report.patchesPerSecond = Double(report.samples) / max(report.seconds, 1e-9)

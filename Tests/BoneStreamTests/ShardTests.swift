@@ -368,7 +368,15 @@ import Testing
         let (produce, produceOut, _) = try startBonestream(["produce", "--workers", "1", "--quiet"], in: dir.path)
         let (first, firstOut, _) = try startBonestream(["record", "--out", "shards", "--shard-mb", "1", "--quiet"], in: dir.path)
         let shards = dir.path + "/shards"
-        try #require(waitFor(60) { ((try? ShardManifest.load(directory: shards))??.shards.count ?? 0) >= 2 }, "no shard completed")
+        // Killed well inside a shard: two complete, and the third partial past 100 KB of its 1 MB.
+        func partialBytes() -> Int {
+            let names = (try? FileManager.default.contentsOfDirectory(atPath: shards)) ?? []
+            guard let partial = names.first(where: { $0.hasSuffix(".partial") }) else { return 0 }
+            return ((try? FileManager.default.attributesOfItem(atPath: shards + "/" + partial))?[.size] as? Int) ?? 0
+        }
+        try #require(waitFor(60) {
+            ((try? ShardManifest.load(directory: shards))??.shards.count ?? 0) >= 2 && (100_000..<700_000).contains(partialBytes())
+        }, "no shard completed")
         kill(first.processIdentifier, SIGKILL)
         first.waitUntilExit()
         _ = firstOut.fileHandleForReading.readDataToEndOfFile()
