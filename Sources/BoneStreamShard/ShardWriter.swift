@@ -131,12 +131,13 @@ public final class ShardWriter {
             try write(frames: frames, id: entry.id, count: entry.count, batchesInEpoch: try BatchHeader(decoding: frames[0]).batchesInEpoch, to: shard)
         }
         salvaged = fresh.count
-        try FileManager.default.removeItem(atPath: path)
+        // The copy is complete (fsynced, listed) before the torn file goes.
         if shard.entries.isEmpty {
             close(shard, removing: true)
         } else {
             try complete(shard)
         }
+        try FileManager.default.removeItem(atPath: path)
         let cut = file.scanStop.map { "; cut at \($0)" } ?? ""
         logger.info("record: kept \(fresh.count) whole batch(es) of \(name), which a stopped recorder left\(cut)")
     }
