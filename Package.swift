@@ -15,6 +15,10 @@ let portable = true
 let cpuFlags: [String] = portable ? [] : ["-target-cpu", "haswell"]
 let cpuDefine: [SwiftSetting] = portable ? [] : [.define("BONESTREAM_HASWELL", .when(configuration: .release))]
 let kernelSettings: [SwiftSetting] = [.unsafeFlags(["-Ounchecked"] + cpuFlags, .when(configuration: .release))] + cpuDefine
+// The engine (and its allocation probe) is optimised in debug builds too, bounds and overflow checks
+// kept (-O, not -Ounchecked): unoptimised Swift allocates where optimised code does not (closure
+// contexts, temporaries), so the probe must see the code users run, and the gradient checks run faster.
+let engineSettings: [SwiftSetting] = kernelSettings + [.unsafeFlags(["-O"], .when(configuration: .debug))]
 
 let package = Package(
     name: "BoneStream",
@@ -40,6 +44,10 @@ let package = Package(
         .target(name: "CSharedMemory"),
         // CRC-32C with SSE4.2's crc32 instruction (shard records).
         .target(name: "CChecksum", cSettings: [.unsafeFlags(["-O3"])]),
+        // The engine's fork-join thread pool (no allocation per loop).
+        .target(name: "CWorkPool", cSettings: [.unsafeFlags(["-O2"])]),
+        // Counts heap allocations by interposing malloc; linked only into engine-probe.
+        .target(name: "CAllocationCounter"),
 
         // One library per stage.
         .target(name: "BoneStreamCore", dependencies: [
@@ -59,7 +67,7 @@ let package = Package(
         // ZeroMQ sockets and shared-memory batch slots: the only module that knows about the transport.
         .target(name: "BoneStreamTransport", dependencies: ["CZMQ", "CSharedMemory"]),
         // The CNN engine over OpenBLAS: layers with hand-written backward passes, the paper's models, checkpoints.
-        .target(name: "BoneStreamEngine", dependencies: ["BoneStreamCore", "COpenBLAS"], swiftSettings: kernelSettings),
+        .target(name: "BoneStreamEngine", dependencies: ["BoneStreamCore", "COpenBLAS", "CWorkPool"], swiftSettings: engineSettings),
         // The trainer, evaluation, prediction and the run report: over any BatchSource, no transport.
         .target(name: "BoneStreamTrain", dependencies: ["BoneStreamCore", "BoneStreamBatch", "BoneStreamEngine", "BoneStreamAugment",
                                                         "BoneStreamPreprocess", "BoneStreamImage", "BoneStreamDataset",
@@ -79,10 +87,13 @@ let package = Package(
             .product(name: "ArgumentParser", package: "swift-argument-parser"),
             .product(name: "Logging", package: "swift-log"),
         ], swiftSettings: cpuDefine),
+        // The engine's allocation check (issue 5), its own process because it counts every malloc in it.
+        .executableTarget(name: "engine-probe", dependencies: ["BoneStreamEngine", "CAllocationCounter", "CWorkPool"],
+                         swiftSettings: [.unsafeFlags(["-O"], .when(configuration: .debug))]),
 
         .testTarget(name: "BoneStreamTests", dependencies: [
             "BoneStreamCore", "BoneStreamImage", "BoneStreamPhantoms", "BoneStreamDataset", "BoneStreamSplit",
-            "BoneStreamPreprocess", "BoneStreamAugment", "BoneStreamBatch", "BoneStreamTransport", "BoneStreamStream", "BoneStreamEngine", "BoneStreamTrain", "BoneStreamShard", "bonestream", "ZIPFoundation",
+            "BoneStreamPreprocess", "BoneStreamAugment", "BoneStreamBatch", "BoneStreamTransport", "BoneStreamStream", "BoneStreamEngine", "BoneStreamTrain", "BoneStreamShard", "bonestream", "engine-probe", "ZIPFoundation",
         ]),
     ],
     swiftLanguageModes: [.v6]

@@ -6,14 +6,29 @@ import Foundation
 /// The mixing function is SplitMix64 (Steele, Lea & Flood, "Fast splittable pseudorandom number
 /// generators", OOPSLA 2014); keys are folded in with the same finaliser.
 public struct CounterRandom: RandomNumberGenerator, Sendable {
-    private var state: UInt64
+    @usableFromInline var state: UInt64
 
     /// A stream keyed by `seed` and any number of further key words (epoch, sample index, ...).
     public init(seed: UInt64, _ keys: UInt64...) {
+        self.init(seed: seed, keys: keys)
+    }
+
+    /// The same from an array of key words.
+    public init(seed: UInt64, keys: [UInt64]) {
         var s = CounterRandom.mix(seed &+ 0x9E37_79B9_7F4A_7C15)
         for key in keys {
             s = CounterRandom.mix(s ^ CounterRandom.mix(key &+ 0xD1B5_4A32_D192_ED03))
         }
+        state = s
+    }
+
+    /// The same stream as `init(seed:_:...)` with exactly two keys, without the variadic
+    /// call's array (the engine's dropout asks for one per element; a training step allocates nothing).
+    @inlinable
+    public init(seed: UInt64, keys first: UInt64, _ second: UInt64) {
+        var s = CounterRandom.mix(seed &+ 0x9E37_79B9_7F4A_7C15)
+        s = CounterRandom.mix(s ^ CounterRandom.mix(first &+ 0xD1B5_4A32_D192_ED03))
+        s = CounterRandom.mix(s ^ CounterRandom.mix(second &+ 0xD1B5_4A32_D192_ED03))
         state = s
     }
 

@@ -179,6 +179,7 @@ public final class Graph {
     public func grad(of node: Node) -> Tensor { grads[node.index] }
     public var nodeCount: Int { nodes.count }
 
+
     /// Seconds spent per layer kind and direction ("Conv2D forward"), when `profiling` is on.
     public var profiling = false {
         didSet { if profiling { profile = [:] } }
@@ -239,6 +240,18 @@ public final class Graph {
             let node = nodes[i]
             timed("\(node.layer.kind) backward") { node.layer.backward(nodeInputs[i], outputs[i], grads[i], nodeInputGrads[i], context) }
         }
+    }
+
+    /// One training step on the batch already in the inputs: forward, `loss` against `targets` (one per
+    /// sample), backward, and `optimizer`'s update. Returns the loss.
+    @discardableResult
+    public func trainingStep(loss: Loss, targets: UnsafePointer<Float>, optimizer: Adam) -> Float {
+        forward(training: true)
+        let value = loss.evaluate(output, targets: targets, gradient: outputGrad)
+        store.zeroGrads()
+        backward()
+        optimizer.step(store)
+        return value
     }
 
     /// Multiply-adds x 2 of the convolutions and dense layers for one sample's forward pass.

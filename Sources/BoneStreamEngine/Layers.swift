@@ -46,8 +46,9 @@ public final class Add: Layer {
     }
     public func backward(_ x: [Tensor], _ y: Tensor, _ dy: Tensor, _ dx: [Tensor?], _ context: Context) {
         let g = dy.data
-        for target in dx.compactMap({ $0?.data }) {
-            Threads.parallel(y.count) { r in for i in r { target[i] += g[i] } }
+        for case let target? in dx {
+            let t = target.data
+            Threads.parallel(y.count) { r in for i in r { t[i] += g[i] } }
         }
     }
 }
@@ -491,7 +492,7 @@ public final class Dropout: Layer {
     public func outputShape(_ inputs: [Shape]) -> Shape { inputs[0] }
 
     private func kept(_ i: Int, _ context: Context) -> Bool {
-        var random = CounterRandom(seed: context.seed, context.step, UInt64(i))
+        var random = CounterRandom(seed: context.seed, keys: context.step, UInt64(i))
         return Float(random.unit()) >= rate
     }
 

@@ -1,6 +1,7 @@
 // Tensors, shapes and the threads every layer shares. In the spirit of llm.c: flat float buffers,
 // explicit shapes, no allocation once a graph is prepared for a batch size.
 import COpenBLAS
+import CWorkPool
 import Foundation
 
 /// NCHW. A vector batch (dense layers) is (n, c, 1, 1).
@@ -56,9 +57,11 @@ struct UnsafeSendable<T>: @unchecked Sendable {
     let value: T
 }
 
-/// The engine's threads: one per core, from Dispatch, for every loop and every matrix product (each
-/// thread calls a single-threaded OpenBLAS on its share). OpenBLAS's own pool stays idle, so no
-/// thread spins or waits for another library's pool: two cores run two threads.
+/// The engine's threads: one per core, for every loop and every matrix product (each thread calls a
+/// single-threaded OpenBLAS on its share). OpenBLAS's own pool stays idle, so no thread spins or
+/// waits for another library's pool: two cores run two threads. The loops run on a fixed pool
+/// (`CWorkPool`: the calling thread plus `count - 1` helpers) rather than Dispatch, whose
+/// concurrentPerform allocates on every call; a warmed-up training step allocates nothing.
 public enum Threads {
     public static let count = max(1, ProcessInfo.processInfo.activeProcessorCount)
     /// Runs once, thread-safely (a static's initialiser), whichever thread multiplies first.
@@ -74,16 +77,29 @@ public enum Threads {
     }
 
     /// The same, also passing the chunk's number (below `count`), e.g. to pick a per-thread buffer.
+    /// A call from inside a chunk (or while another thread's loop runs) runs its chunks in order on
+    /// the calling thread.
     public static func parallelChunks(_ n: Int, minimum: Int = 16_384, _ body: (Int, Range<Int>) -> Void) {
         guard n > 0 else { return }
         let chunks = min(count, max(1, n / max(minimum, 1)))
         if chunks == 1 { return body(0, 0..<n) }
         withoutActuallyEscaping(body) { body in
-            let box = UnsafeSendable(value: body)
-            DispatchQueue.concurrentPerform(iterations: chunks) { i in
-                box.value(i, i * n / chunks..<(i + 1) * n / chunks)
+            var loop = Loop(body: body, n: n, chunks: chunks)
+            withUnsafeMutablePointer(to: &loop) { pointer in
+                _ = bs_pool_run(Int32(count - 1), Int64(chunks), { context, chunk in
+                    let loop = context!.assumingMemoryBound(to: Loop.self)
+                    let i = Int(chunk), n = loop.pointee.n, chunks = loop.pointee.chunks
+                    loop.pointee.body(i, i * n / chunks..<(i + 1) * n / chunks)
+                }, pointer)
             }
         }
+    }
+
+    /// One loop, read by the pool's threads through a pointer to the caller's stack.
+    private struct Loop {
+        let body: (Int, Range<Int>) -> Void
+        let n: Int
+        let chunks: Int
     }
 }
 

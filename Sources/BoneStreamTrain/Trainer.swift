@@ -281,12 +281,7 @@ public final class Trainer {
         ModelInput.fill(model, batch: batch)
         targets.removeAll(keepingCapacity: true)
         for label in batch.labels { targets.append(label.age) }
-        g.forward(training: true)
-        let loss = targets.withUnsafeBufferPointer { settings.loss.evaluate(g.output, targets: $0.baseAddress!, gradient: g.outputGrad) }
-        g.store.zeroGrads()
-        g.backward()
-        adam.step(g.store)
-        return loss
+        return targets.withUnsafeBufferPointer { g.trainingStep(loss: settings.loss, targets: $0.baseAddress!, optimizer: adam) }
     }
 
     private func infer(_ batch: Batch) -> [Float] {

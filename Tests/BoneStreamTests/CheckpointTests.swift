@@ -108,18 +108,13 @@ extension CheckpointTests {
         try values.withUnsafeBytes { try Data($0).write(to: URL(fileURLWithPath: dir.path + "/input.f32")) }
         g.forward(training: false)
         let ours = g.output.array
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-        process.arguments = ["python3", repositoryRoot + "/tools/torch_equivalence.py", dir.path + "/model.safetensors", dir.path + "/input.f32",
-                             "--model", kind.rawValue, "--size", String(size), "--count", String(n),
-                             "--widths", CheckpointTests.tiny.widths.map(String.init).joined(separator: ",")]
-        process.environment = ProcessInfo.processInfo.environment.merging(["PYTHONPATH": repositoryRoot + "/tools"]) { _, new in new }
-        let out = Pipe()
-        process.standardOutput = out
-        try process.run()
-        let data = out.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        #expect(process.terminationStatus == 0)
+        let result = try runExecutable("/usr/bin/env", [
+            "python3", repositoryRoot + "/tools/torch_equivalence.py", dir.path + "/model.safetensors", dir.path + "/input.f32",
+            "--model", kind.rawValue, "--size", String(size), "--count", String(n),
+            "--widths", CheckpointTests.tiny.widths.map(String.init).joined(separator: ","),
+        ], environment: ProcessInfo.processInfo.environment.merging(["PYTHONPATH": repositoryRoot + "/tools"]) { _, new in new })
+        #expect(result.status == 0)
+        let data = Data(result.stdout.utf8)
         let theirs = try #require(try JSONSerialization.jsonObject(with: data) as? [Double])
         #expect(theirs.count == n)
         for (a, b) in zip(ours, theirs) {

@@ -43,6 +43,12 @@ import Testing
         let xs = (0..<4).map { _ in a.next() }
         #expect(xs == (0..<4).map { _ in b.next() })
         #expect(xs != (0..<4).map { _ in c.next() })
+        // The two-key initialiser (no array; the engine's dropout) is the same stream as the general one.
+        var g = CounterRandom(seed: 1, keys: [2, 3])
+        #expect(xs == (0..<4).map { _ in g.next() })
+        var d = CounterRandom(seed: 1, keys: 2, 3), e = CounterRandom(seed: 1, 2, 3, 4), f = CounterRandom(seed: 1, keys: [2, 3, 4])
+        #expect(xs == (0..<4).map { _ in d.next() })
+        #expect(e.next() == f.next())
     }
 
     @Test func counterRandomIsUniformEnough() {

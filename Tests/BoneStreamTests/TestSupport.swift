@@ -63,6 +63,20 @@ func startBonestream(_ arguments: [String], in directory: String) throws -> (Pro
     return (process, out, err)
 }
 
+/// Runs `executable` with `arguments` to completion (standard error passed through).
+func runExecutable(_ executable: String, _ arguments: [String], environment: [String: String]? = nil) throws -> CommandResult {
+    let process = Process()
+    process.executableURL = URL(fileURLWithPath: executable)
+    process.arguments = arguments
+    if let environment { process.environment = environment }
+    let out = Pipe()
+    process.standardOutput = out
+    try process.run()
+    let data = out.fileHandleForReading.readDataToEndOfFile()
+    process.waitUntilExit()
+    return CommandResult(status: process.terminationStatus, stdout: String(decoding: data, as: UTF8.self), stderr: "")
+}
+
 /// Runs `bonestream` to completion.
 func runBonestream(_ arguments: [String], in directory: String) throws -> CommandResult {
     let (process, out, err) = try startBonestream(arguments, in: directory)
