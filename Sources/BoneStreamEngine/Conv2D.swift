@@ -170,7 +170,11 @@ public final class Conv2D: Layer {
 
     /// Images per product: about 12,544 columns (4 images of 56x56), measured best against 3,136 and
     /// 25,088 for ResNet18 at batch 40.
-    private func chunk(_ g: Geometry, _ n: Int) -> Int { max(1, min(n, 12_544 / max(g.plane, 1))) }
+    /// Images per product on small planes, so that a product has at least `columns` columns. The
+    /// forward pass takes 3,136 (Inception-v4's inference 8-9% faster than with 12,544 in two
+    /// interleaved runs, its im2col columns staying in cache; ResNet18 level); the backward pass
+    /// keeps 12,544 (docs/performance.md).
+    private func chunk(_ g: Geometry, _ n: Int, columns: Int) -> Int { max(1, min(n, columns / max(g.plane, 1))) }
 
     public func forward(_ x: [Tensor], _ y: Tensor, _ context: Context) {
         forward(x, y, context, epilogue: nil)
@@ -208,7 +212,7 @@ public final class Conv2D: Layer {
         let g = geometry(input.shape)
         let n = input.shape.n, k = g.c * kernelH * kernelW, plane = g.plane
         let w = effectiveWeight()
-        let b = chunk(g, n)
+        let b = chunk(g, n, columns: 3_136)
         let ld = b * plane
         // Scratch: columns (k x ld), then the product for a multi-image chunk (filters x ld).
         let scratch = context.scratch((isPointwise && b == 1 ? 0 : k * ld) + (b > 1 ? filters * ld : 0))
@@ -222,8 +226,9 @@ public final class Conv2D: Layer {
             } else {
                 for j in 0..<count {
                     if isPointwise {
-                        for c in 0..<g.c {
-                            (col + c * ld + j * plane).update(from: input.data + (first + j) * input.shape.perImage + c * plane, count: plane)
+                        let source = input.data + (first + j) * input.shape.perImage, target = col + j * plane
+                        Threads.parallel(g.c, minimum: max(1, 16_384 / max(plane, 1))) { range in
+                            for c in range { (target + c * ld).update(from: source + c * plane, count: plane) }
                         }
                     } else {
                         im2col(input.data + (first + j) * input.shape.perImage, g, col, ld: ld, column: j * plane)
@@ -233,30 +238,34 @@ public final class Conv2D: Layer {
             }
             let out = b == 1 ? y.data + first * y.shape.perImage : product
             gemm(m: filters, n: count * plane, k: k, a: w, lda: k, b: cols, ldb: ld, beta: 0, c: out, ldc: ld)
-            if b > 1 {
-                // (filters, images, plane) -> (images, filters, plane)
-                for j in 0..<count {
-                    for f in 0..<filters {
-                        (y.data + (first + j) * y.shape.perImage + f * plane).update(from: product + f * ld + j * plane, count: plane)
-                    }
-                }
-            }
+            // Bias or folded batch norm on these images while their output is still in cache; with
+            // several images per product, in the same pass that puts (filters, images, plane) back
+            // into (images, filters, plane).
+            finishOutput(b > 1 ? UnsafePointer(product) : nil, ld: ld, y: y, images: first..<(first + count), plane: plane, epilogue: epilogue)
             first += count
         }
-        if let epilogue {
-            let total = n * filters, floor: Float = epilogue.relu ? 0 : -.infinity
-            Threads.parallel(total, minimum: max(1, 16_384 / max(plane, 1))) { range in
-                for i in range {
-                    let scale = epilogue.scale[i % self.filters], shift = epilogue.shift[i % self.filters], p = y.data + i * plane
-                    for j in 0..<plane { p[j] = max(p[j] * scale + shift, floor) }
-                }
-            }
-        } else if let bias {
-            let total = n * filters
-            Threads.parallel(total, minimum: max(1, 16_384 / max(plane, 1))) { range in
-                for i in range {
-                    let value = bias[i % self.filters], p = y.data + i * plane
-                    for j in 0..<plane { p[j] += value }
+    }
+
+    /// y[image, f] = epilogue(source) for the images' planes: source is `product` (row f, columns
+    /// (image - first) * plane ..., leading dimension `ld`) or, when nil, y itself (in place). The
+    /// epilogue is the folded batch norm (and ReLU) if given, else the bias if any, else a copy.
+    private func finishOutput(_ product: UnsafePointer<Float>?, ld: Int, y: Tensor, images: Range<Int>, plane: Int, epilogue: Epilogue?) {
+        if product == nil && epilogue == nil && bias == nil { return }
+        let filters = self.filters, perImage = y.shape.perImage, first = images.lowerBound, bias = self.bias
+        let floor: Float = epilogue?.relu == true ? 0 : -.infinity
+        Threads.parallel(images.count * filters, minimum: max(1, 16_384 / max(plane, 1))) { range in
+            for item in range {
+                let j = item / filters, f = item % filters
+                let target = y.data + (first + j) * perImage + f * plane
+                let source = product.map { $0 + f * ld + j * plane } ?? UnsafePointer(target)
+                if let epilogue {
+                    let scale = epilogue.scale[f], shift = epilogue.shift[f]
+                    for i in 0..<plane { target[i] = max(source[i] * scale + shift, floor) }
+                } else if let bias {
+                    let value = bias[f]
+                    for i in 0..<plane { target[i] = source[i] + value }
+                } else {
+                    target.update(from: source, count: plane)
                 }
             }
         }
@@ -284,7 +293,7 @@ public final class Conv2D: Layer {
         } else {
             wGrad = weightGrad
         }
-        let b = chunk(g, n)
+        let b = chunk(g, n, columns: 12_544)
         let ld = b * plane
         // Scratch: columns (k x ld), the gathered output gradient (filters x ld), column gradients (k x ld).
         let scratch = context.scratch(3 * max(k, filters) * ld)
@@ -344,3 +353,4 @@ public final class Conv2D: Layer {
         }
     }
 }
+
