@@ -52,16 +52,12 @@ public final class Tensor {
     }
 }
 
-/// Wraps a value that is safe to share because every thread touches a disjoint part of it.
-struct UnsafeSendable<T>: @unchecked Sendable {
-    let value: T
-}
-
 /// The engine's threads: one per core, for every loop and every matrix product (each thread calls a
 /// single-threaded OpenBLAS on its share). OpenBLAS's own pool stays idle, so no thread spins or
 /// waits for another library's pool: two cores run two threads. The loops run on a fixed pool
 /// (`CWorkPool`: the calling thread plus `count - 1` helpers) rather than Dispatch, whose
-/// concurrentPerform allocates on every call; a warmed-up training step allocates nothing.
+/// concurrentPerform allocates on every call; a warmed-up training step allocates no buffer, only
+/// one 32-byte closure box per loop (docs/engine.md).
 public enum Threads {
     public static let count = max(1, ProcessInfo.processInfo.activeProcessorCount)
     /// Runs once, thread-safely (a static's initialiser), whichever thread multiplies first.

@@ -77,8 +77,22 @@ static void *helper_main(void *argument) {
     return NULL;
 }
 
+static void reset_in_child(void);
+static void register_fork_handler(void) { pthread_atfork(NULL, NULL, reset_in_child); }
+
+/// In a child made by fork() (only the forking thread survives): no helpers, nothing running.
+static void reset_in_child(void) {
+    started = 0;
+    pthread_mutex_init(&busy, NULL);
+    pthread_mutex_init(&start_lock, NULL);
+    atomic_store(&generation_sleepers, 0);
+    atomic_store(&checked_out_sleepers, 0);
+}
+
 /// Starts helpers up to `helpers` (once each, for the life of the process).
 static int ensure_helpers(int helpers) {
+    static pthread_once_t registered = PTHREAD_ONCE_INIT;
+    pthread_once(&registered, register_fork_handler);
     pthread_mutex_lock(&start_lock);
     while (started < helpers && started < MAX_HELPERS) {
         pthread_t thread;

@@ -457,7 +457,7 @@ extension BenchCommand {
                     fill(batch)
                     let targets = (0..<batch).map { Float(12 + $0 * 5) }
                     let adam = Adam()
-                    func step() { targets.withUnsafeBufferPointer { g.trainingStep(loss: .mse, targets: $0.baseAddress!, optimizer: adam) } }
+                    func step() { _ = targets.withUnsafeBufferPointer { g.trainingStep(loss: .mse, targets: $0.baseAddress!, optimizer: adam) } }
                     step()  // warm-up: scratch buffers reach their size
                     g.profiling = profile
                     let start = ContinuousClock.now
