@@ -168,12 +168,11 @@ public final class Conv2D: Layer {
         }
     }
 
-    /// Images per product: about 12,544 columns (4 images of 56x56), measured best against 3,136 and
-    /// 25,088 for ResNet18 at batch 40.
-    /// Images per product on small planes, so that a product has at least `columns` columns. The
-    /// forward pass takes 3,136 (Inception-v4's inference 8-9% faster than with 12,544 in two
-    /// interleaved runs, its im2col columns staying in cache; ResNet18 level); the backward pass
-    /// keeps 12,544 (docs/performance.md).
+    /// Images per product on small planes, so that a product has about `columns` columns. The
+    /// backward pass takes 12,544 (4 images of 56x56; measured best against 3,136 and 25,088 for a
+    /// ResNet18 training step at batch 40); the forward pass 3,136 (Inception-v4's inference 8-9%
+    /// faster than with 12,544 in two interleaved runs, its im2col columns staying in cache; ResNet18
+    /// level). docs/performance.md.
     private func chunk(_ g: Geometry, _ n: Int, columns: Int) -> Int { max(1, min(n, columns / max(g.plane, 1))) }
 
     public func forward(_ x: [Tensor], _ y: Tensor, _ context: Context) {
@@ -353,4 +352,3 @@ public final class Conv2D: Layer {
         }
     }
 }
-
