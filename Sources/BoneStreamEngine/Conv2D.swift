@@ -109,7 +109,7 @@ public final class Conv2D: Layer {
         return Geometry(c: x.c, h: x.h, w: x.w, oh: oh, ow: ow, padTop: top, padLeft: left)
     }
 
-    private var isPointwise: Bool { kernelH == 1 && kernelW == 1 && strideH == 1 && strideW == 1 }
+    var isPointwise: Bool { kernelH == 1 && kernelW == 1 && strideH == 1 && strideW == 1 }
 
     /// Stride-1 `same` 3x3 convolutions go through Winograd F(2x2, 3x3); `useWinograd = false` forces im2col.
     public var useWinograd = true
@@ -173,18 +173,28 @@ public final class Conv2D: Layer {
     /// ResNet18 training step at batch 40); the forward pass 3,136 (Inception-v4's inference 8-9%
     /// faster than with 12,544 in two interleaved runs, its im2col columns staying in cache; ResNet18
     /// level). docs/performance.md.
-    private func chunk(_ g: Geometry, _ n: Int, columns: Int) -> Int { max(1, min(n, columns / max(g.plane, 1))) }
+    private func chunk(_ g: Geometry, _ n: Int, columns: Int) -> Int { Conv2D.imagesPerProduct(plane: g.plane, n, columns: columns) }
+    static func imagesPerProduct(plane: Int, _ n: Int, columns: Int = forwardColumns) -> Int { max(1, min(n, columns / max(plane, 1))) }
+    /// Columns per forward product (above).
+    static let forwardColumns = 3_136
 
     public func forward(_ x: [Tensor], _ y: Tensor, _ context: Context) {
-        forward(x, y, context, epilogue: nil)
+        forward(x, OutputTarget(y), context, epilogue: nil)
     }
 
     /// Per-channel scale and shift of a folded batch norm, filled by `foldInference`.
     private var foldScale: UnsafeMutablePointer<Float>?, foldShift: UnsafeMutablePointer<Float>?
 
-    /// Inference forward with the following batch norm (and ReLU) folded in: writes
-    /// relu?(bn(conv(x))) into `y` in one pass over the output.
-    func forwardFolded(_ x: [Tensor], _ y: Tensor, _ context: Context, batchNorm: BatchNorm, relu: Bool) {
+    /// Inference forward with the following batch norm (and ReLU) folded in (a tensor of its own, or
+    /// its slice of the concatenation that reads it):
+    /// writes relu?(bn(conv(x))) into `target` in one pass over the output.
+    func forwardFolded(_ x: [Tensor], _ target: OutputTarget, _ context: Context, batchNorm: BatchNorm, relu: Bool) {
+        forward(x, target, context, epilogue: foldedEpilogue(batchNorm, relu: relu))
+    }
+
+    /// relu?(bn(conv)) as one per-filter affine map (and floor), the bias included; computed from the
+    /// batch norm's current moving statistics.
+    func foldedEpilogue(_ batchNorm: BatchNorm, relu: Bool) -> Epilogue {
         if foldScale == nil {
             foldScale = .allocate(capacity: filters)
             foldShift = .allocate(capacity: filters)
@@ -192,10 +202,16 @@ public final class Conv2D: Layer {
         let scale = foldScale!, shift = foldShift!
         batchNorm.inferenceAffine(scale: scale, shift: shift)
         for f in 0..<filters { shift[f] += (bias?[f] ?? 0) * scale[f] }
-        forward(x, y, context, epilogue: Epilogue(scale: scale, shift: shift, relu: relu))
+        return Epilogue(scale: scale, shift: shift, relu: relu)
     }
 
-    func forward(_ x: [Tensor], _ y: Tensor, _ context: Context, epilogue: Epilogue?) {
+    /// A pointwise convolution's weights as a (filters x channels) matrix.
+    var pointwiseWeights: UnsafePointer<Float> {
+        precondition(isPointwise && !replicatedFrom1, "not a pointwise convolution")
+        return UnsafePointer(weight)
+    }
+
+    func forward(_ x: [Tensor], _ y: OutputTarget, _ context: Context, epilogue: Epilogue?) {
         let input = x[0]
         if winograd {
             let s = input.shape, c = declaredChannels, weight = self.weight!
@@ -204,14 +220,14 @@ public final class Conv2D: Layer {
             if transformed == nil { transformed = .allocate(capacity: 16 * filters * c) }
             Winograd3x3.transformKernels(into: transformed!, outputs: filters, channels: c) { o, i, ky, kx in weight[((o * c + i) * 3 + ky) * 3 + kx] }
             Winograd3x3.convolve(input: input.data, n: s.n, channels: c, height: s.h, width: s.w, outputs: filters,
-                                 transformed: transformed!, bias: bias.map { UnsafePointer($0) }, output: y.data, accumulate: false, context: context,
-                                 epilogue: epilogue)
+                                 transformed: transformed!, bias: bias.map { UnsafePointer($0) }, output: y.base, outputImageStride: y.imageStride,
+                                 accumulate: false, context: context, epilogue: epilogue)
             return
         }
         let g = geometry(input.shape)
         let n = input.shape.n, k = g.c * kernelH * kernelW, plane = g.plane
         let w = effectiveWeight()
-        let b = chunk(g, n, columns: 3_136)
+        let b = chunk(g, n, columns: Conv2D.forwardColumns)
         let ld = b * plane
         // Scratch: columns (k x ld), then the product for a multi-image chunk (filters x ld).
         let scratch = context.scratch((isPointwise && b == 1 ? 0 : k * ld) + (b > 1 ? filters * ld : 0))
@@ -235,28 +251,36 @@ public final class Conv2D: Layer {
                 }
                 cols = UnsafePointer(col)
             }
-            let out = b == 1 ? y.data + first * y.shape.perImage : product
+            // One image: straight into its output (its channels are contiguous even in a slice).
+            let out = b == 1 ? y.base + first * y.imageStride : product
             gemm(m: filters, n: count * plane, k: k, a: w, lda: k, b: cols, ldb: ld, beta: 0, c: out, ldc: ld)
             // Bias or folded batch norm on these images while their output is still in cache; with
             // several images per product, in the same pass that puts (filters, images, plane) back
             // into (images, filters, plane).
-            finishOutput(b > 1 ? UnsafePointer(product) : nil, ld: ld, y: y, images: first..<(first + count), plane: plane, epilogue: epilogue)
+            Conv2D.finish(b > 1 ? UnsafePointer(product) : nil, ld: ld, filters: filters, bias: bias.map { UnsafePointer($0) },
+                          into: y.base, imageStride: y.imageStride, images: first..<(first + count), plane: plane, epilogue: epilogue)
             first += count
         }
     }
 
-    /// y[image, f] = epilogue(source) for the images' planes: source is `product` (row f, columns
-    /// (image - first) * plane ..., leading dimension `ld`) or, when nil, y itself (in place). The
-    /// epilogue is the folded batch norm (and ReLU) if given, else the bias if any, else a copy.
-    private func finishOutput(_ product: UnsafePointer<Float>?, ld: Int, y: Tensor, images: Range<Int>, plane: Int, epilogue: Epilogue?) {
+    /// target[image, f] = epilogue(source) for the images' planes, where target[image, f] starts at
+    /// `target + image * imageStride + f * plane` (a tensor, or a slice of a concatenation's channels):
+    /// source is `product` (row f, columns (image - first) * plane ..., leading dimension `ld`; or
+    /// image (image - first) at `sourceImageStride` if given, a tensor's layout) or,
+    /// when nil, the target itself (in place). The epilogue is the folded batch norm (and ReLU) if
+    /// given, else the bias if any, else a copy.
+    static func finish(_ product: UnsafePointer<Float>?, ld: Int, filters: Int, bias: UnsafePointer<Float>?,
+                       into target: UnsafeMutablePointer<Float>, imageStride: Int, images: Range<Int>, plane: Int, epilogue: Epilogue?,
+                       sourceImageStride: Int? = nil) {
         if product == nil && epilogue == nil && bias == nil { return }
-        let filters = self.filters, perImage = y.shape.perImage, first = images.lowerBound, bias = self.bias
+        let sourceImageStride = sourceImageStride ?? plane
+        let first = images.lowerBound
         let floor: Float = epilogue?.relu == true ? 0 : -.infinity
         Threads.parallel(images.count * filters, minimum: max(1, 16_384 / max(plane, 1))) { range in
             for item in range {
                 let j = item / filters, f = item % filters
-                let target = y.data + (first + j) * perImage + f * plane
-                let source = product.map { $0 + f * ld + j * plane } ?? UnsafePointer(target)
+                let target = target + (first + j) * imageStride + f * plane
+                let source = product.map { $0 + f * ld + j * sourceImageStride } ?? UnsafePointer(target)
                 if let epilogue {
                     let scale = epilogue.scale[f], shift = epilogue.shift[f]
                     for i in 0..<plane { target[i] = max(source[i] * scale + shift, floor) }

@@ -214,18 +214,123 @@ public final class Graph {
         return plan
     }()
 
+    /// In inference with `foldBatchNorm`, run the pointwise convolutions that read one tensor (and the
+    /// one after a stride-1 average pool of it) as one product (Siblings.swift).
+    public var mergeSiblings = true
+
+    /// A group of sibling pointwise convolutions: the tensor they read, and per member its
+    /// convolution, batch norm, ReLU (if folded) and preceding average pool (if any).
+    private struct SiblingPlan {
+        let input: Int
+        let members: [(conv: Int, batchNorm: Int, relu: Int?, pool: Int?)]
+        /// Every node the group computes.
+        let nodes: [Int]
+
+        init(input: Int, members: [(conv: Int, batchNorm: Int, relu: Int?, pool: Int?)]) {
+            self.input = input
+            self.members = members
+            nodes = members.flatMap { [$0.pool, $0.conv, $0.batchNorm, $0.relu].compactMap { $0 } }
+        }
+    }
+
+    /// First node of each group -> the group.
+    private lazy var siblingPlans: [Int: SiblingPlan] = {
+        var consumers = [[Int]](repeating: [], count: nodes.count)
+        for (i, node) in nodes.enumerated() { for input in node.inputs { consumers[input].append(i) } }
+        func pointwise(_ i: Int, reading x: Int) -> (conv: Int, batchNorm: Int, relu: Int?)? {
+            guard let conv = nodes[i].layer as? Conv2D, conv.isPointwise, !conv.replicatedFrom1, nodes[i].inputs == [x],
+                  let (j, k) = foldable[i] else { return nil }
+            return (i, j, k)
+        }
+        var plans: [Int: SiblingPlan] = [:]
+        for x in nodes.indices {
+            var members: [(conv: Int, batchNorm: Int, relu: Int?, pool: Int?)] = []
+            for i in consumers[x] {
+                if let m = pointwise(i, reading: x) {
+                    members.append((m.conv, m.batchNorm, m.relu, nil))
+                } else if let pool = nodes[i].layer as? Pool2D, pool.mode == .average, pool.stride == 1, pool.padding == .same,
+                          nodes[i].inputs == [x], consumers[i].count == 1, let m = pointwise(consumers[i][0], reading: i) {
+                    members.append((m.conv, m.batchNorm, m.relu, i))
+                }
+            }
+            guard members.count >= 2 else { continue }
+            let plan = SiblingPlan(input: x, members: members)
+            plans[plan.nodes.min()!] = plan
+        }
+        return plans
+    }()
+    /// How many groups of sibling pointwise convolutions inference merges.
+    public var siblingGroups: Int { siblingPlans.count }
+    /// The groups' runners for the current batch size, made at the first inference that uses them.
+    private var siblingRunners: [Int: PointwiseSiblings] = [:]
+    private var siblingBatch = 0
+
+    private func makeSiblingRunners() {
+        siblingRunners = siblingPlans.mapValues { plan in
+            let members = plan.members.map { m -> PointwiseSiblings.Member in
+                let conv = nodes[m.conv].layer as! Conv2D
+                let output = outputs[m.relu ?? m.batchNorm]
+                let raw = m.pool.map { _ in Tensor(output.shape) }
+                return PointwiseSiblings.Member(conv: conv, batchNorm: nodes[m.batchNorm].layer as! BatchNorm, relu: m.relu != nil,
+                                                target: foldedTarget(m.relu ?? m.batchNorm), pool: m.pool.map { nodes[$0].layer as! Pool2D },
+                                                raw: raw, poolInput: raw.map { [$0] } ?? [], pooled: m.pool.map { _ in Tensor(output.shape) })
+            }
+            return PointwiseSiblings(members: members, channels: nodes[plan.input].shape.c)
+        }
+        siblingBatch = batchSize
+    }
+
+    /// In inference with `foldBatchNorm`, a folded convolution whose output only a concatenation reads
+    /// writes straight into its channels of the concatenation, which then copies only its other
+    /// inputs (pooling branches). Per such node: the concatenation and the channel offset; per
+    /// concatenation, which inputs are already in place.
+    private lazy var concatSlices: (targets: [Int: (concat: Int, offset: Int)], inPlace: [Int: [Bool]]) = {
+        var consumers = [[Int]](repeating: [], count: nodes.count)
+        for (i, node) in nodes.enumerated() { for input in node.inputs { consumers[input].append(i) } }
+        let terminals = Set(foldable.values.map { $0.1 ?? $0.0 })
+        var targets: [Int: (concat: Int, offset: Int)] = [:], inPlace: [Int: [Bool]] = [:]
+        for (c, node) in nodes.enumerated() where node.layer is Concat {
+            var offset = 0, mask: [Bool] = []
+            for p in node.inputs {
+                let direct = terminals.contains(p) && consumers[p] == [c]
+                if direct { targets[p] = (c, offset) }
+                mask.append(direct)
+                offset += nodes[p].shape.c
+            }
+            if mask.contains(true) { inPlace[c] = mask }
+        }
+        return (targets, inPlace)
+    }()
+
+    /// Where folded node `t` (a folded convolution's batch norm or ReLU) writes in inference.
+    private func foldedTarget(_ t: Int) -> OutputTarget {
+        guard let (c, offset) = concatSlices.targets[t] else { return OutputTarget(outputs[t]) }
+        return OutputTarget(outputs[c], channelOffset: offset)
+    }
+
     public func forward(training: Bool) {
         context.training = training
         let fold = !training && foldBatchNorm
         if folded.count != nodes.count { folded = [Bool](repeating: false, count: nodes.count) }
         for i in folded.indices { folded[i] = false }
+        let merge = fold && mergeSiblings && !siblingPlans.isEmpty
+        if merge && siblingBatch != batchSize { makeSiblingRunners() }
         for (i, node) in nodes.enumerated() where !(node.layer is InputLayer) && !folded[i] {
+            if merge, let runner = siblingRunners[i], let plan = siblingPlans[i] {
+                timed("Conv2D+BatchNormalization forward (siblings)") { runner.forward(outputs[plan.input], context) }
+                for j in plan.nodes { folded[j] = true }
+                continue
+            }
             if fold, let (j, k) = foldable[i], let conv = node.layer as? Conv2D, let bn = nodes[j].layer as? BatchNorm {
                 timed("Conv2D+BatchNormalization forward") {
-                    conv.forwardFolded(nodeInputs[i], outputs[k ?? j], context, batchNorm: bn, relu: k != nil)
+                    conv.forwardFolded(nodeInputs[i], foldedTarget(k ?? j), context, batchNorm: bn, relu: k != nil)
                 }
                 folded[j] = true
                 if let k { folded[k] = true }
+                continue
+            }
+            if fold, let concat = node.layer as? Concat, let inPlace = concatSlices.inPlace[i] {
+                timed("Concatenate forward") { concat.forward(nodeInputs[i], outputs[i], skipping: inPlace) }
                 continue
             }
             timed("\(node.layer.kind) forward") { node.layer.forward(nodeInputs[i], outputs[i], context) }

@@ -131,25 +131,37 @@ public final class Concat: Layer {
         return Shape(first.n, inputs.reduce(0) { $0 + $1.c }, first.h, first.w)
     }
     public func forward(_ x: [Tensor], _ y: Tensor, _ context: Context) {
-        let n = y.shape.n
-        for i in 0..<n {
-            var offset = 0
-            for t in x {
-                (y.data + i * y.shape.perImage + offset).update(from: t.data + i * t.shape.perImage, count: t.shape.perImage)
-                offset += t.shape.perImage
+        forward(x, y, skipping: nil)
+    }
+
+    /// The same, leaving out the inputs marked in `skipping` (already written into their slice by
+    /// the layer that made them: Graph's inference). Images in parallel.
+    func forward(_ x: [Tensor], _ y: Tensor, skipping: [Bool]?) {
+        let perImage = y.shape.perImage
+        Threads.parallel(y.shape.n, minimum: max(1, 65_536 / max(perImage, 1))) { images in
+            for i in images {
+                var offset = 0
+                for (k, t) in x.enumerated() {
+                    if skipping?[k] != true {
+                        (y.data + i * perImage + offset).update(from: t.data + i * t.shape.perImage, count: t.shape.perImage)
+                    }
+                    offset += t.shape.perImage
+                }
             }
         }
     }
+
     public func backward(_ x: [Tensor], _ y: Tensor, _ dy: Tensor, _ dx: [Tensor?], _ context: Context) {
-        let n = y.shape.n
-        for i in 0..<n {
-            var offset = 0
-            for (k, t) in x.enumerated() {
-                if let target = dx[k]?.data {
-                    let dst = target + i * t.shape.perImage, src = dy.data + i * y.shape.perImage + offset
-                    for j in 0..<t.shape.perImage { dst[j] += src[j] }
+        Threads.parallel(y.shape.n, minimum: max(1, 65_536 / max(y.shape.perImage, 1))) { images in
+            for i in images {
+                var offset = 0
+                for (k, t) in x.enumerated() {
+                    if let target = dx[k]?.data {
+                        let dst = target + i * t.shape.perImage, src = dy.data + i * y.shape.perImage + offset
+                        for j in 0..<t.shape.perImage { dst[j] += src[j] }
+                    }
+                    offset += t.shape.perImage
                 }
-                offset += t.shape.perImage
             }
         }
     }

@@ -43,10 +43,13 @@ enum Winograd3x3 {
         }
     }
 
-    /// out (+)= conv3x3_same(input, kernels) for every image, with the kernels already transformed.
+    /// out (+)= conv3x3_same(input, kernels) for every image, with the kernels already transformed;
+    /// image i's output starts at output + i * outputImageStride (default: its own tensor's layout).
     static func convolve(input: UnsafePointer<Float>, n: Int, channels cin: Int, height h: Int, width w: Int,
                          outputs cout: Int, transformed u: UnsafePointer<Float>, bias: UnsafePointer<Float>?,
-                         output: UnsafeMutablePointer<Float>, accumulate: Bool, context: Context, epilogue: Epilogue? = nil) {
+                         output: UnsafeMutablePointer<Float>, outputImageStride: Int? = nil, accumulate: Bool, context: Context,
+                         epilogue: Epilogue? = nil) {
+        let outputImageStride = outputImageStride ?? cout * h * w
         let tilesH = (h + 1) / 2, tilesW = (w + 1) / 2, perImage = tilesH * tilesW
         let chunk = max(1, min(n, 3136 / perImage))
         let maxTiles = chunk * perImage
@@ -114,7 +117,7 @@ enum Winograd3x3 {
                 let rows = context.threadScratch(chunk, 8 * tilesW)
                 for item in range {
                     let o = item % cout, image = item / cout
-                    let plane = output + ((first + image) * cout + o) * h * w
+                    let plane = output + (first + image) * outputImageStride + o * h * w
                     // Each output: value * scale + shift, then ReLU if asked (inference with batch norm folded in).
                     let scale = epilogue?.scale[o] ?? 1, b = epilogue?.shift[o] ?? bias?[o] ?? 0
                     let floor: Float = epilogue?.relu == true ? 0 : -.infinity

@@ -354,24 +354,30 @@ import Testing
             : ResNet18.build(kind, size: ResNetSize(input: input, widths: widths), seed: seed)
     }
 
+    /// Three training steps on a batch of `targets.count` fixed images, so that the moving statistics
+    /// and betas are not their initial values (inference tests).
+    static func trainAFewSteps(_ model: Model, targets: [Float]) {
+        let g = model.graph
+        g.prepare(batch: targets.count)
+        let image = g.output(of: model.image)
+        for i in 0..<image.count { image[i] = Float((i * 7919) % 1000) / 1000 }
+        for i in targets.indices { g.output(of: model.sex)[i] = Float(i % 2) }
+        let adam = Adam(learningRate: 0.01)
+        for _ in 0..<3 {
+            g.forward(training: true)
+            _ = Loss.mse.evaluate(g.output, targets: targets, gradient: g.outputGrad)
+            g.store.zeroGrads()
+            g.backward()
+            adam.step(g.store)
+        }
+    }
+
     @Test(arguments: ModelKind.allCases)
     func foldingBatchNormIntoConvolutionsChangesNoInference(kind: ModelKind) {
         // Odd sizes reach both convolution paths (Winograd and im2col) and clipped tiles.
         let model = EngineTests.tiny(kind, input: 37, widths: [8, 8, 16, 16], seed: 4)
         let g = model.graph
-        g.prepare(batch: 3)
-        let image = g.output(of: model.image)
-        for i in 0..<image.count { image[i] = Float((i * 7919) % 1000) / 1000 }
-        for i in 0..<3 { g.output(of: model.sex)[i] = Float(i % 2) }
-        // A few training steps, so the moving statistics and betas are not their initial values.
-        let adam = Adam(learningRate: 0.01)
-        for _ in 0..<3 {
-            g.forward(training: true)
-            _ = Loss.mse.evaluate(g.output, targets: [20, 80, 140], gradient: g.outputGrad)
-            g.store.zeroGrads()
-            g.backward()
-            adam.step(g.store)
-        }
+        EngineTests.trainAFewSteps(model, targets: [20, 80, 140])
         g.foldBatchNorm = false
         g.forward(training: false)
         let plain = g.output.array

@@ -126,4 +126,42 @@ import Testing
             b.stem(x)
         }
     }
+
+    /// Inference as it runs (batch norm folded into the convolutions, which write straight into their
+    /// slice of the concatenation; with and without the sibling 1x1 convolutions merged into one
+    /// product and the pool branch's average pool moved after its convolution) against the same
+    /// inference layer by layer: every block's concatenation and the output agree to 1e-4 relative, with moving statistics and betas
+    /// moved off their initial values by training steps, at batch 3 (images gathered per product) and
+    /// 1 (the input read in place), on grids of 10x10 down to 1x1 (clipped pool windows).
+    @Test(arguments: [3, 1])
+    func mergedSiblingConvolutionsChangeNoInference(batch: Int) {
+        let model = InceptionV4.build(size: InceptionSize(input: 99, scale: 1.0 / 16), seed: 5)
+        let g = model.graph
+        #expect(g.siblingGroups == 16, "stem 1, Inception-A 4, Inception-B 7, Reduction-B 1, Inception-C 3")
+        EngineTests.trainAFewSteps(model, targets: [20, 80, 140, 60])
+        let image = g.output(of: model.image)
+        g.prepare(batch: batch)
+        for i in 0..<image.count { image[i] = Float((i * 104_729) % 997) / 997 }
+        for i in 0..<batch { g.output(of: model.sex)[i] = Float(i % 2) }
+        let concatenations = g.nodes.indices.filter { g.nodes[$0].layer is Concat } + [g.nodeCount - 1]
+        func outputs() -> [[Float]] { concatenations.map { g.output(of: Node(index: $0)).array } }
+        g.foldBatchNorm = false
+        g.forward(training: false)
+        let plain = outputs()
+        for merge in [false, true] {
+            g.foldBatchNorm = true
+            g.mergeSiblings = merge
+            // Stale values in the concatenations must not survive: a slice nobody wrote would show.
+            for c in concatenations { g.output(of: Node(index: c)).buffer.update(repeating: .nan) }
+            g.forward(training: false)
+            var worst: Float = 0, off = 0
+            for (a, b) in zip(plain.joined(), outputs().joined()) {
+                let difference = abs(a - b) / max(1, abs(a))
+                if !(difference <= 1e-4) { off += 1 }  // NaN counts
+                if difference > worst { worst = difference }
+            }
+            #expect(off == 0, "merge \(merge): \(off) values off, largest relative difference \(worst)")
+        }
+        #expect(plain.joined().contains { $0 != 0 })
+    }
 }
