@@ -15,6 +15,13 @@ struct Epilogue {
 }
 
 enum Winograd3x3 {
+    /// Tiles per round of transforms and products (whole images, at least one). 784 (one 56x56
+    /// image, four 28x28, sixteen 14x14, all 25 of a 7x7 inference) keeps the transformed tiles of
+    /// the wide stages near the caches; in-process interleaved runs (docs/performance.md) measured
+    /// it against 3,136: ResNet18 inference 450-459 against 506-572 ms (ResNet18's 56x56 stage 24
+    /// against 33 ms per convolution), its training step 2.86 against 2.99 s, Inception-v4's
+    /// inference 2,146 against 2,267 ms.
+    static let tileBudget = 784
     /// The 16 transformed kernels U = G g G^T as 16 matrices (cout x cin), into `u`; `weight(o, c, ky, kx)`
     /// reads the kernel, so the backward pass can pass the rotated, transposed one without copying it.
     static func transformKernels(into u: UnsafeMutablePointer<Float>, outputs cout: Int, channels cin: Int,
@@ -51,7 +58,7 @@ enum Winograd3x3 {
                          epilogue: Epilogue? = nil) {
         let outputImageStride = outputImageStride ?? cout * h * w
         let tilesH = (h + 1) / 2, tilesW = (w + 1) / 2, perImage = tilesH * tilesW
-        let chunk = max(1, min(n, 3136 / perImage))
+        let chunk = max(1, min(n, tileBudget / perImage))
         let maxTiles = chunk * perImage
         let vCount = 16 * cin * maxTiles
         let scratch = context.scratch(vCount + 16 * cout * maxTiles)
