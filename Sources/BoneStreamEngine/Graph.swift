@@ -167,6 +167,9 @@ public final class Graph {
         grads = nodes.enumerated().map { i, node in needsGrad[i] ? Tensor(Shape(n, node.shape.c, node.shape.h, node.shape.w)) : Tensor(Shape(0, 0)) }
         nodeInputs = nodes.map { $0.inputs.map { outputs[$0] } }
         nodeInputGrads = nodes.map { $0.inputs.map { needsGrad[$0] ? grads[$0] : nil } }
+        // The sibling groups point into the old outputs: made again at the next inference.
+        siblingRunners = [:]
+        siblingBatch = 0
     }
 
     /// The graph's input tensors, in the order `input` was called; fill them before `forward`.

@@ -434,84 +434,124 @@ extension BenchCommand {
         @Flag(help: "Print one JSON object with every figure.")
         var json = false
 
+        /// Each figure's best over the rounds (highest rate, lowest time).
+        static func best(_ rounds: [[String: Double]]) -> [String: Double] {
+            var best = rounds[0]
+            for round in rounds.dropFirst() {
+                for (key, value) in round {
+                    best[key] = key.hasSuffix("_ms") || key.hasSuffix("_ms_per_image") ? min(best[key]!, value) : max(best[key]!, value)
+                }
+            }
+            return best
+        }
+
+        /// One round of BoneStream: `steps` training steps after a warm-up, then `inferences` inferences of 25 patches.
+        func measure(_ kind: ModelKind, _ built: Model, profile: Bool) -> [String: Double] {
+            let g = built.graph
+            var random = CounterRandom(seed: 3)
+            func fill(_ n: Int) {
+                g.prepare(batch: n)
+                let image = g.output(of: built.image), sex = g.output(of: built.sex)
+                for i in 0..<image.count { image[i] = Float(random.unit()) }
+                for i in 0..<n { sex[i] = Float(i % 2) }
+            }
+            fill(batch)
+            let targets = (0..<batch).map { Float(12 + $0 * 5) }
+            let adam = Adam()
+            func step() { _ = targets.withUnsafeBufferPointer { g.trainingStep(loss: .mse, targets: $0.baseAddress!, optimizer: adam) } }
+            step()  // warm-up: scratch buffers reach their size
+            g.profiling = profile
+            let start = ContinuousClock.now
+            for _ in 0..<steps { step() }
+            let stepSeconds = (ContinuousClock.now - start).seconds / Double(steps)
+            if profile {
+                say("\(kind.rawValue): a training step of \(String(format: "%.0f", stepSeconds * 1000)) ms, by layer (ms per step):")
+                for (label, seconds) in g.profile.sorted(by: { $0.value > $1.value }) where seconds / Double(steps) > 0.005 {
+                    say("  " + label.padding(toLength: 32, withPad: " ", startingAt: 0) + String(format: "%8.1f", seconds * 1000 / Double(steps)))
+                }
+                g.profiling = false
+            }
+            fill(25)
+            g.forward(training: false)
+            let inferenceStart = ContinuousClock.now
+            for _ in 0..<inferences { g.forward(training: false) }
+            let inferenceSeconds = (ContinuousClock.now - inferenceStart).seconds / Double(inferences)
+            if profile {
+                g.profiling = true
+                g.forward(training: false)
+                g.profiling = false
+                say("\(kind.rawValue): one inference (25 patches), by layer (ms):")
+                for (label, seconds) in g.profile.sorted(by: { $0.value > $1.value }) where seconds > 0.002 && label.contains("forward") {
+                    say("  " + label.padding(toLength: 32, withPad: " ", startingAt: 0) + String(format: "%8.1f", seconds * 1000))
+                }
+            }
+            let flops = g.forwardFlopsPerSample
+            return [
+                "train_step_ms": stepSeconds * 1000, "train_patches_per_s": Double(batch) / stepSeconds,
+                "train_gflops": 3 * flops * Double(batch) / stepSeconds / 1e9,
+                "inference_ms_per_image": inferenceSeconds * 1000,
+                "inference_gflops": flops * 25 / inferenceSeconds / 1e9,
+            ]
+        }
+
+        /// One round of tools/bench_torch.py for `kind`; nil (said) if it fails.
+        func runTorch(_ kind: ModelKind) throws -> [String: Double]? {
+            let process = Process()
+            process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            process.arguments = [python, tools + "/bench_torch.py", "--models", kind.rawValue,
+                                 "--batch", String(batch), "--size", String(size), "--steps", String(steps), "--inferences", String(inferences), "--json"]
+            let out = Pipe()
+            process.standardOutput = out
+            try process.run()
+            let data = out.fileHandleForReading.readDataToEndOfFile()
+            process.waitUntilExit()
+            guard let figures = (try? JSONSerialization.jsonObject(with: data) as? [String: [String: Double]])?[kind.rawValue] else {
+                say("(tools/bench_torch.py failed, exit \(process.terminationStatus): is torch installed? Its column is missing)")
+                return nil
+            }
+            return figures
+        }
+
         /// Peak FP32 of this machine (2 cores x 2 FMA units x 8 lanes x 2 flops x 3.5 GHz).
         static let ceiling = 224.0
+
+        @Option(help: "Rounds per model, BoneStream and PyTorch alternating; the table shows each side's best round (this machine's speed drifts by 20-30% over minutes).")
+        var rounds = 2
 
         func run() throws {
             try reportingErrors {
                 let kinds = model == "all" ? ModelKind.allCases
                     : try [ModelKind(name: model) ?? { throw ValidationError("unknown model \(model); choose one of \(ModelKind.namesHelp) or all") }()]
                 guard size >= 32 else { throw ValidationError("--size must be at least 32 (five stride-2 stages)") }
-                var results: [String: [String: Double]] = [:]
+                guard rounds >= 1 else { throw ValidationError("--rounds must be at least 1") }
+                var results: [String: [String: Double]] = [:], torch: [String: [String: Double]]? = noPython ? nil : [:]
+                var allRounds: [String: [String: [[String: Double]]]] = [:]
                 for kind in kinds {
                     guard size >= kind.minimumInput else { throw ValidationError("--size must be at least \(kind.minimumInput) for \(kind.configName)") }
                     let built = kind.build(input: size, seed: 1)
-                    let g = built.graph
-                    var random = CounterRandom(seed: 3)
-                    func fill(_ n: Int) {
-                        g.prepare(batch: n)
-                        let image = g.output(of: built.image), sex = g.output(of: built.sex)
-                        for i in 0..<image.count { image[i] = Float(random.unit()) }
-                        for i in 0..<n { sex[i] = Float(i % 2) }
-                    }
-                    fill(batch)
-                    let targets = (0..<batch).map { Float(12 + $0 * 5) }
-                    let adam = Adam()
-                    func step() { _ = targets.withUnsafeBufferPointer { g.trainingStep(loss: .mse, targets: $0.baseAddress!, optimizer: adam) } }
-                    step()  // warm-up: scratch buffers reach their size
-                    g.profiling = profile
-                    let start = ContinuousClock.now
-                    for _ in 0..<steps { step() }
-                    let stepSeconds = (ContinuousClock.now - start).seconds / Double(steps)
-                    if profile {
-                        say("\(kind.rawValue): a training step of \(String(format: "%.0f", stepSeconds * 1000)) ms, by layer (ms per step):")
-                        for (label, seconds) in g.profile.sorted(by: { $0.value > $1.value }) where seconds / Double(steps) > 0.005 {
-                            say("  " + label.padding(toLength: 32, withPad: " ", startingAt: 0) + String(format: "%8.1f", seconds * 1000 / Double(steps)))
+                    var ours: [[String: Double]] = [], theirs: [[String: Double]] = []
+                    for round in 0..<rounds {
+                        ours.append(measure(kind, built, profile: profile && round == 0))
+                        if !noPython {
+                            if let figures = try runTorch(kind) { theirs.append(figures) } else { torch = nil }
                         }
-                        g.profiling = false
-                    }
-                    fill(25)
-                    g.forward(training: false)
-                    let inferenceStart = ContinuousClock.now
-                    for _ in 0..<inferences { g.forward(training: false) }
-                    let inferenceSeconds = (ContinuousClock.now - inferenceStart).seconds / Double(inferences)
-                    if profile {
-                        g.profiling = true
-                        g.forward(training: false)
-                        g.profiling = false
-                        say("\(kind.rawValue): one inference (25 patches), by layer (ms):")
-                        for (label, seconds) in g.profile.sorted(by: { $0.value > $1.value }) where seconds > 0.002 && label.hasSuffix("forward") {
-                            say("  " + label.padding(toLength: 32, withPad: " ", startingAt: 0) + String(format: "%8.1f", seconds * 1000))
+                        if !json && rounds > 1 {
+                            let inference = ours.last!["inference_ms_per_image"]!
+                            say("\(kind.rawValue) round \(round + 1)/\(rounds): ours \(String(format: "%.2f", ours.last!["train_patches_per_s"]!)) patches/s, \(Int(inference)) ms"
+                                + (theirs.count == round + 1 ? "; PyTorch \(String(format: "%.2f", theirs.last!["train_patches_per_s"]!)) patches/s, \(Int(theirs.last!["inference_ms_per_image"]!)) ms" : ""))
                         }
                     }
-                    let flops = g.forwardFlopsPerSample
-                    results[kind.rawValue] = [
-                        "train_step_ms": stepSeconds * 1000, "train_patches_per_s": Double(batch) / stepSeconds,
-                        "train_gflops": 3 * flops * Double(batch) / stepSeconds / 1e9,
-                        "inference_ms_per_image": inferenceSeconds * 1000,
-                        "inference_gflops": flops * 25 / inferenceSeconds / 1e9,
-                    ]
-                }
-                var torch: [String: [String: Double]]?
-                if !noPython {
-                    let process = Process()
-                    process.executableURL = URL(fileURLWithPath: "/usr/bin/env")
-                    process.arguments = [python, tools + "/bench_torch.py", "--models", kinds.map(\.rawValue).joined(separator: ","),
-                                         "--batch", String(batch), "--size", String(size), "--steps", String(steps), "--inferences", String(inferences), "--json"]
-                    let out = Pipe()
-                    process.standardOutput = out
-                    try process.run()
-                    let data = out.fileHandleForReading.readDataToEndOfFile()
-                    process.waitUntilExit()
-                    torch = try? JSONSerialization.jsonObject(with: data) as? [String: [String: Double]]
-                    if torch == nil { say("(tools/bench_torch.py failed, exit \(process.terminationStatus): is torch installed? Its column is missing)") }
+                    results[kind.rawValue] = Train.best(ours)
+                    if !theirs.isEmpty { torch?[kind.rawValue] = Train.best(theirs) }
+                    allRounds[kind.rawValue] = ["bonestream": ours, "pytorch": theirs]
                 }
                 if json {
-                    let object: [String: Any] = ["bonestream": results, "pytorch": torch ?? [:]]
+                    let object: [String: Any] = ["bonestream": results, "pytorch": torch ?? [:], "rounds": allRounds]
                     say(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
                     return
                 }
-                say("engine: batch \(batch) at \(size)x\(size) (gray in, 3-channel first conv), \(Threads.count) threads; PyTorch CPU with the same threads, shapes and conv biases")
+                say("engine: batch \(batch) at \(size)x\(size) (gray in, 3-channel first conv), \(Threads.count) threads; PyTorch CPU with the same threads, shapes and conv biases"
+                    + (rounds > 1 ? "; each side's best of \(rounds) alternating rounds" : ""))
                 var table = Table(columns: ["model", "measure", "bonestream", "pytorch", "ratio"])
                 for kind in kinds {
                     let ours = results[kind.rawValue]!, theirs = torch?[kind.rawValue]
