@@ -283,14 +283,14 @@ public final class Graph {
         siblingBatch = batchSize
     }
 
-    /// In inference with `foldBatchNorm`, a folded convolution whose output only a concatenation reads
-    /// writes straight into its channels of the concatenation, which then copies only its other
-    /// inputs (pooling branches). Per such node: the concatenation and the channel offset; per
-    /// concatenation, which inputs are already in place.
+    /// In inference with `foldBatchNorm`, a folded convolution or a pooling layer whose output only a
+    /// concatenation reads writes straight into its channels of the concatenation, which then copies
+    /// only its other inputs (none in Inception-v4). Per such node: the concatenation and the channel
+    /// offset; per concatenation, which inputs are already in place.
     private lazy var concatSlices: (targets: [Int: (concat: Int, offset: Int)], inPlace: [Int: [Bool]]) = {
         var consumers = [[Int]](repeating: [], count: nodes.count)
         for (i, node) in nodes.enumerated() { for input in node.inputs { consumers[input].append(i) } }
-        let terminals = Set(foldable.values.map { $0.1 ?? $0.0 })
+        let terminals = Set(foldable.values.map { $0.1 ?? $0.0 }).union(nodes.indices.filter { nodes[$0].layer is Pool2D })
         var targets: [Int: (concat: Int, offset: Int)] = [:], inPlace: [Int: [Bool]] = [:]
         for (c, node) in nodes.enumerated() where node.layer is Concat {
             var offset = 0, mask: [Bool] = []
@@ -305,7 +305,7 @@ public final class Graph {
         return (targets, inPlace)
     }()
 
-    /// Where folded node `t` (a folded convolution's batch norm or ReLU) writes in inference.
+    /// Where node `t` (a folded convolution's batch norm or ReLU, or a pooling layer) writes in inference.
     private func foldedTarget(_ t: Int) -> OutputTarget {
         guard let (c, offset) = concatSlices.targets[t] else { return OutputTarget(outputs[t]) }
         return OutputTarget(outputs[c], channelOffset: offset)
@@ -330,6 +330,10 @@ public final class Graph {
                 }
                 folded[j] = true
                 if let k { folded[k] = true }
+                continue
+            }
+            if fold, let pool = node.layer as? Pool2D, concatSlices.targets[i] != nil {
+                timed("\(pool.kind) forward") { pool.forward(nodeInputs[i], foldedTarget(i), context) }
                 continue
             }
             if fold, let concat = node.layer as? Concat, let inPlace = concatSlices.inPlace[i] {

@@ -245,17 +245,23 @@ public final class Pool2D: Layer {
     /// Max and sum are both separable, and the clipped window is a rectangle, so the result is the
     /// window's max or mean exactly.
     public func forward(_ x: [Tensor], _ y: Tensor, _ context: Context) {
-        let s = x[0].shape, o = y.shape
+        forward(x, OutputTarget(y), context)
+    }
+
+    /// The same into `y` (a tensor, or this branch's channels of a concatenation: Graph's inference).
+    func forward(_ x: [Tensor], _ y: OutputTarget, _ context: Context) {
+        let s = x[0].shape, o = Shape(s.n, s.c, padding.geometry(input: s.h, kernel: size, stride: stride).output,
+                                      padding.geometry(input: s.w, kernel: size, stride: stride).output)
         let top = padding.geometry(input: s.h, kernel: size, stride: stride).before
         let left = padding.geometry(input: s.w, kernel: size, stride: stride).before
-        let input = x[0].data, output = y.data, isMax = mode == .max
+        let input = x[0].data, isMax = mode == .max
         if !isMax && stride == 1 {
-            return averageForwardStride1(s, o, top: top, left: left, input: input, output: output, context)
+            return averageForwardStride1(s, o, top: top, left: left, input: input, output: y, context)
         }
         Threads.parallelChunks(s.n * s.c, minimum: max(1, 16_384 / max(s.plane, 1))) { chunk, r in
             let across = context.threadScratch(chunk, s.h * o.w)
             for nc in r {
-                let p = input + nc * s.plane, q = output + nc * o.plane
+                let p = input + nc * s.plane, q = y.base + (nc / s.c) * y.imageStride + (nc % s.c) * o.plane
                 for iy in 0..<s.h {
                     let line = p + iy * s.w, target = across + iy * o.w
                     for ox in 0..<o.w {
@@ -364,14 +370,14 @@ extension Pool2D {
     /// Average pooling at stride 1: window sums along rows, then down the columns (whole rows at a
     /// time, which vectorises), then each output times 1 / (its window's pixels inside the image).
     func averageForwardStride1(_ s: Shape, _ o: Shape, top: Int, left: Int, input: UnsafePointer<Float>,
-                               output: UnsafeMutablePointer<Float>, _ context: Context) {
+                               output: OutputTarget, _ context: Context) {
         Threads.parallelChunks(s.n * s.c, minimum: max(1, 16_384 / max(s.plane, 1))) { chunk, r in
             let across = context.threadScratch(chunk, s.h * o.w + o.h + o.w)
             let rowShare = across + s.h * o.w, colShare = rowShare + o.h
             for oy in 0..<o.h { rowShare[oy] = 1 / Float(self.windowCount(oy, top, s.h)) }
             for ox in 0..<o.w { colShare[ox] = 1 / Float(self.windowCount(ox, left, s.w)) }
             for nc in r {
-                let p = input + nc * s.plane, q = output + nc * o.plane
+                let p = input + nc * s.plane, q = output.base + (nc / s.c) * output.imageStride + (nc % s.c) * o.plane
                 for iy in 0..<s.h {
                     let line = p + iy * s.w, out = across + iy * o.w
                     for ox in 0..<o.w {

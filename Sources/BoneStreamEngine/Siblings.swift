@@ -86,7 +86,7 @@ final class PointwiseSiblings {
         }
         for member in members {
             guard let pool = member.pool, let pooled = member.pooled else { continue }
-            pool.forward(member.poolInput, pooled, context)
+            pool.forward(member.poolInput, OutputTarget(pooled), context)
             let epilogue = member.conv.foldedEpilogue(member.batchNorm, relu: member.relu)
             Conv2D.finish(UnsafePointer(pooled.data), ld: plane, filters: member.conv.filters, bias: nil,
                           into: member.target.base, imageStride: member.target.imageStride, images: 0..<n, plane: plane,
