@@ -15,12 +15,15 @@ struct Epilogue {
 }
 
 enum Winograd3x3 {
-    /// Tiles per round of transforms and products (whole images, at least one). 784 (one 56x56
-    /// image, four 28x28, sixteen 14x14, all 25 of a 7x7 inference) keeps the transformed tiles of
-    /// the wide stages near the caches; in-process interleaved runs (docs/performance.md) measured
-    /// it against 3,136: ResNet18 inference 450-459 against 506-572 ms (ResNet18's 56x56 stage 24
-    /// against 33 ms per convolution), its training step 2.86 against 2.99 s, Inception-v4's
-    /// inference 2,146 against 2,267 ms.
+    /// Tiles per round of transforms and products (whole images, at least one): 784 (one 56x56
+    /// image, four 28x28, sixteen 14x14, all 25 of a 7x7 inference), or as many as keep a round's
+    /// transformed tiles near 3 MB (16 x channels x tiles floats) where channels are fewer than 64.
+    /// This keeps the transformed tiles of the wide stages near the caches; in-process interleaved
+    /// runs (docs/performance.md) measured 784 against 3,136: ResNet18 inference 450-459 against
+    /// 506-572 ms (its 56x56 stage 24 against 33 ms per convolution), its training step 2.86 against
+    /// 2.99 s, Inception-v4's inference 2,146 against 2,267 ms; the demo's narrow model (16-128
+    /// channels at 64x64) trains equally fast either way with the 3 MB rule (65 against 59 ms a step
+    /// at a flat 784).
     static let tileBudget = 784
     /// The 16 transformed kernels U = G g G^T as 16 matrices (cout x cin), into `u`; `weight(o, c, ky, kx)`
     /// reads the kernel, so the backward pass can pass the rotated, transposed one without copying it.
@@ -58,7 +61,7 @@ enum Winograd3x3 {
                          epilogue: Epilogue? = nil) {
         let outputImageStride = outputImageStride ?? cout * h * w
         let tilesH = (h + 1) / 2, tilesW = (w + 1) / 2, perImage = tilesH * tilesW
-        let chunk = max(1, min(n, tileBudget / perImage))
+        let chunk = max(1, min(n, max(tileBudget, 50_000 / max(cin, cout, 1)) / perImage))
         let maxTiles = chunk * perImage
         let vCount = 16 * cin * maxTiles
         let scratch = context.scratch(vCount + 16 * cout * maxTiles)
