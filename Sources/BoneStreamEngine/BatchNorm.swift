@@ -61,7 +61,8 @@ public final class BatchNorm: Layer {
         let s = x[0].shape, plane = s.plane, input = x[0].data, output = y.data
         let count = Float(s.n * plane)
         usedBatchStatistics = context.training
-        Threads.parallel(channels, minimum: max(1, 65_536 / max(s.n * plane, 1))) { range in
+        Threads.parallel(channels, minimum: max(1, 65_536 / max(s.n * plane, 1)), (self, context, input, output, s, plane, count)) { captures, range in
+            let (bn, context, input, output, s, plane, count) = captures
             for c in range {
                 var mean: Float, invStd: Float
                 if context.training {
@@ -84,16 +85,16 @@ public final class BatchNorm: Layer {
                         squares += Double(partial)
                     }
                     let variance = Float(squares / Double(count))
-                    invStd = 1 / (variance + epsilon).squareRoot()
-                    movingMean[c] = movingMean[c] * momentum + mean * (1 - momentum)
-                    movingVariance[c] = movingVariance[c] * momentum + variance * (1 - momentum)
+                    invStd = 1 / (variance + bn.epsilon).squareRoot()
+                    bn.movingMean[c] = bn.movingMean[c] * bn.momentum + mean * (1 - bn.momentum)
+                    bn.movingVariance[c] = bn.movingVariance[c] * bn.momentum + variance * (1 - bn.momentum)
                 } else {
-                    mean = movingMean[c]
-                    invStd = 1 / (movingVariance[c] + epsilon).squareRoot()
+                    mean = bn.movingMean[c]
+                    invStd = 1 / (bn.movingVariance[c] + bn.epsilon).squareRoot()
                 }
-                batchMean[c] = mean
-                batchInvStd[c] = invStd
-                let scale = gamma[c] * invStd, shift = beta[c] - mean * scale
+                bn.batchMean[c] = mean
+                bn.batchInvStd[c] = invStd
+                let scale = bn.gamma[c] * invStd, shift = bn.beta[c] - mean * scale
                 for i in 0..<s.n {
                     let p = input + i * s.perImage + c * plane, q = output + i * s.perImage + c * plane
                     for j in 0..<plane { q[j] = p[j] * scale + shift }
@@ -107,9 +108,10 @@ public final class BatchNorm: Layer {
         let count = Float(s.n * plane)
         let target = dx[0]?.data
         let batchStatistics = usedBatchStatistics
-        Threads.parallel(channels, minimum: max(1, 65_536 / max(s.n * plane, 1))) { range in
+        Threads.parallel(channels, minimum: max(1, 65_536 / max(s.n * plane, 1)), (self, input, grad, target, s, plane, count, batchStatistics)) { captures, range in
+            let (bn, input, grad, target, s, plane, count, batchStatistics) = captures
             for c in range {
-                let mean = batchMean[c], invStd = batchInvStd[c]
+                let mean = bn.batchMean[c], invStd = bn.batchInvStd[c]
                 var sumDy: Float = 0, sumDyXhat: Float = 0
                 for i in 0..<s.n {
                     let p = input + i * s.perImage + c * plane, g = grad + i * s.perImage + c * plane
@@ -118,10 +120,10 @@ public final class BatchNorm: Layer {
                         sumDyXhat += g[j] * (p[j] - mean) * invStd
                     }
                 }
-                gammaGrad[c] += sumDyXhat
-                betaGrad[c] += sumDy
+                bn.gammaGrad[c] += sumDyXhat
+                bn.betaGrad[c] += sumDy
                 guard let target else { continue }
-                let scale = gamma[c] * invStd
+                let scale = bn.gamma[c] * invStd
                 for i in 0..<s.n {
                     let p = input + i * s.perImage + c * plane, g = grad + i * s.perImage + c * plane
                     let t = target + i * s.perImage + c * plane

@@ -121,7 +121,8 @@ public final class Conv2D: Layer {
     private func im2col(_ x: UnsafePointer<Float>, _ g: Geometry, _ col: UnsafeMutablePointer<Float>, ld: Int, column: Int) {
         let rows = g.c * kernelH * kernelW
         let kh = kernelH, kw = kernelW, sh = strideH, sw = strideW
-        Threads.parallel(rows, minimum: max(1, 4096 / max(g.plane, 1))) { range in
+        Threads.parallel(rows, minimum: max(1, 4096 / max(g.plane, 1)), (x, g, col, ld, column, kh, kw, sh, sw)) { captures, range in
+            let (x, g, col, ld, column, kh, kw, sh, sw) = captures
             for row in range {
                 let c = row / (kh * kw), ky = (row / kw) % kh, kx = row % kw
                 let src = x + c * g.h * g.w
@@ -146,7 +147,8 @@ public final class Conv2D: Layer {
     /// Adds columns back into one image's gradient.
     private func col2im(_ col: UnsafePointer<Float>, ld: Int, column: Int, _ g: Geometry, _ dx: UnsafeMutablePointer<Float>) {
         let kh = kernelH, kw = kernelW, sh = strideH, sw = strideW
-        Threads.parallel(g.c, minimum: max(1, 64 / max(kh * kw, 1))) { range in
+        Threads.parallel(g.c, minimum: max(1, 64 / max(kh * kw, 1)), (col, ld, column, g, dx, kh, kw, sh, sw)) { captures, range in
+            let (col, ld, column, g, dx, kh, kw, sh, sw) = captures
             for c in range {
                 let plane = dx + c * g.h * g.w
                 for ky in 0..<kh {
@@ -218,7 +220,7 @@ public final class Conv2D: Layer {
             // Transformed on every call: keeping them between inferences measured slower (the fresh
             // transform leaves them in cache for the products that follow).
             if transformed == nil { transformed = .allocate(capacity: 16 * filters * c) }
-            Winograd3x3.transformKernels(into: transformed!, outputs: filters, channels: c) { o, i, ky, kx in weight[((o * c + i) * 3 + ky) * 3 + kx] }
+            Winograd3x3.transformKernels(into: transformed!, outputs: filters, channels: c, weight: weight, rotatedAndSwapped: false)
             Winograd3x3.convolve(input: input.data, n: s.n, channels: c, height: s.h, width: s.w, outputs: filters,
                                  transformed: transformed!, bias: bias.map { UnsafePointer($0) }, output: y.base, outputImageStride: y.imageStride,
                                  accumulate: false, context: context, epilogue: epilogue)
@@ -242,7 +244,8 @@ public final class Conv2D: Layer {
                 for j in 0..<count {
                     if isPointwise {
                         let source = input.data + (first + j) * input.shape.perImage, target = col + j * plane
-                        Threads.parallel(g.c, minimum: max(1, 16_384 / max(plane, 1))) { range in
+                        Threads.parallel(g.c, minimum: max(1, 16_384 / max(plane, 1)), (target, source, ld, plane)) { captures, range in
+                            let (target, source, ld, plane) = captures
                             for c in range { (target + c * ld).update(from: source + c * plane, count: plane) }
                         }
                     } else {
@@ -276,7 +279,8 @@ public final class Conv2D: Layer {
         let sourceImageStride = sourceImageStride ?? plane
         let first = images.lowerBound
         let floor: Float = epilogue?.relu == true ? 0 : -.infinity
-        Threads.parallel(images.count * filters, minimum: max(1, 16_384 / max(plane, 1))) { range in
+        Threads.parallel(images.count * filters, minimum: max(1, 16_384 / max(plane, 1)), (product, ld, filters, bias, target, imageStride, first, plane, epilogue, floor, sourceImageStride)) { captures, range in
+            let (product, ld, filters, bias, target, imageStride, first, plane, epilogue, floor, sourceImageStride) = captures
             for item in range {
                 let j = item / filters, f = item % filters
                 let target = target + (first + j) * imageStride + f * plane
@@ -358,9 +362,7 @@ public final class Conv2D: Layer {
             // dX = conv3x3_same(dY, W rotated by 180 degrees, channels swapped).
             let s = input.shape, c = declaredChannels, weight = self.weight!, f = filters
             if transformedBack == nil { transformedBack = .allocate(capacity: 16 * filters * c) }
-            Winograd3x3.transformKernels(into: transformedBack!, outputs: c, channels: f) { i, o, ky, kx in
-                weight[((o * c + i) * 3 + (2 - ky)) * 3 + (2 - kx)]
-            }
+            Winograd3x3.transformKernels(into: transformedBack!, outputs: c, channels: f, weight: weight, rotatedAndSwapped: true)
             Winograd3x3.convolve(input: dy.data, n: s.n, channels: f, height: s.h, width: s.w, outputs: c,
                                  transformed: transformedBack!, bias: nil, output: gradient.data, accumulate: true, context: context)
         }

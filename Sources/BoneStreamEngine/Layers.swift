@@ -8,12 +8,15 @@ public final class ReLU: Layer {
     public func outputShape(_ inputs: [Shape]) -> Shape { inputs[0] }
     public func forward(_ x: [Tensor], _ y: Tensor, _ context: Context) {
         let a = x[0].data, b = y.data
-        Threads.parallel(y.count) { r in for i in r { b[i] = max(a[i], 0) } }
+        Threads.parallel(y.count, (a, b)) { c, r in for i in r { c.1[i] = max(c.0[i], 0) } }
     }
     public func backward(_ x: [Tensor], _ y: Tensor, _ dy: Tensor, _ dx: [Tensor?], _ context: Context) {
         guard let t = dx[0]?.data else { return }
         let out = y.data, g = dy.data
-        Threads.parallel(y.count) { r in for i in r where out[i] > 0 { t[i] += g[i] } }
+        Threads.parallel(y.count, (out, g, t)) { c, r in
+            let (out, g, t) = c
+            for i in r where out[i] > 0 { t[i] += g[i] }
+        }
     }
 }
 
@@ -23,12 +26,15 @@ public final class Sigmoid: Layer {
     public func outputShape(_ inputs: [Shape]) -> Shape { inputs[0] }
     public func forward(_ x: [Tensor], _ y: Tensor, _ context: Context) {
         let a = x[0].data, b = y.data
-        Threads.parallel(y.count) { r in for i in r { b[i] = 1 / (1 + expf(-a[i])) } }
+        Threads.parallel(y.count, (a, b)) { c, r in for i in r { c.1[i] = 1 / (1 + expf(-c.0[i])) } }
     }
     public func backward(_ x: [Tensor], _ y: Tensor, _ dy: Tensor, _ dx: [Tensor?], _ context: Context) {
         guard let t = dx[0]?.data else { return }
         let out = y.data, g = dy.data
-        Threads.parallel(y.count) { r in for i in r { t[i] += g[i] * out[i] * (1 - out[i]) } }
+        Threads.parallel(y.count, (out, g, t)) { c, r in
+            let (out, g, t) = c
+            for i in r { t[i] += g[i] * out[i] * (1 - out[i]) }
+        }
     }
 }
 
@@ -42,13 +48,16 @@ public final class Add: Layer {
     }
     public func forward(_ x: [Tensor], _ y: Tensor, _ context: Context) {
         let a = x[0].data, b = x[1].data, c = y.data
-        Threads.parallel(y.count) { r in for i in r { c[i] = a[i] + b[i] } }
+        Threads.parallel(y.count, (a, b, c)) { p, r in
+            let (a, b, c) = p
+            for i in r { c[i] = a[i] + b[i] }
+        }
     }
     public func backward(_ x: [Tensor], _ y: Tensor, _ dy: Tensor, _ dx: [Tensor?], _ context: Context) {
         let g = dy.data
         for case let target? in dx {
             let t = target.data
-            Threads.parallel(y.count) { r in for i in r { t[i] += g[i] } }
+            Threads.parallel(y.count, (g, t)) { c, r in for i in r { c.1[i] += c.0[i] } }
         }
     }
 }
@@ -66,7 +75,8 @@ public final class Multiply: Layer {
     public func forward(_ x: [Tensor], _ y: Tensor, _ context: Context) {
         let a = x[0].data, s = x[1].data, out = y.data, shape = x[0].shape, plane = shape.plane
         let channelwise = x[1].shape.c == shape.c
-        Threads.parallel(shape.n * shape.c, minimum: max(1, 16_384 / max(plane, 1))) { r in
+        Threads.parallel(shape.n * shape.c, minimum: max(1, 16_384 / max(plane, 1)), (a, s, out, shape, plane, channelwise)) { c, r in
+            let (a, s, out, shape, plane, channelwise) = c
             for nc in r {
                 let p = a + nc * plane, q = out + nc * plane
                 if channelwise {
@@ -83,7 +93,8 @@ public final class Multiply: Layer {
         let a = x[0].data, s = x[1].data, g = dy.data, shape = x[0].shape, plane = shape.plane
         let channelwise = x[1].shape.c == shape.c
         if let t = dx[0]?.data {
-            Threads.parallel(shape.n * shape.c, minimum: max(1, 16_384 / max(plane, 1))) { r in
+            Threads.parallel(shape.n * shape.c, minimum: max(1, 16_384 / max(plane, 1)), (s, g, t, shape, plane, channelwise)) { c, r in
+                let (s, g, t, shape, plane, channelwise) = c
                 for nc in r {
                     let gp = g + nc * plane, tp = t + nc * plane
                     if channelwise {
@@ -98,7 +109,8 @@ public final class Multiply: Layer {
         }
         if let t = dx[1]?.data {
             if channelwise {
-                Threads.parallel(shape.n * shape.c, minimum: max(1, 16_384 / max(plane, 1))) { r in
+                Threads.parallel(shape.n * shape.c, minimum: max(1, 16_384 / max(plane, 1)), (a, g, t, plane)) { c, r in
+                    let (a, g, t, plane) = c
                     for nc in r {
                         var sum: Float = 0
                         let gp = g + nc * plane, ap = a + nc * plane
@@ -107,7 +119,8 @@ public final class Multiply: Layer {
                     }
                 }
             } else {
-                Threads.parallel(shape.n, minimum: 1) { r in
+                Threads.parallel(shape.n, minimum: 1, (a, g, t, shape, plane)) { p, r in
+                    let (a, g, t, shape, plane) = p
                     for n in r {
                         let m = t + n * plane
                         for c in 0..<shape.c {
@@ -138,7 +151,8 @@ public final class Concat: Layer {
     /// the layer that made them: Graph's inference). Images in parallel.
     func forward(_ x: [Tensor], _ y: Tensor, skipping: [Bool]?) {
         let perImage = y.shape.perImage
-        Threads.parallel(y.shape.n, minimum: max(1, 65_536 / max(perImage, 1))) { images in
+        Threads.parallel(y.shape.n, minimum: max(1, 65_536 / max(perImage, 1)), (x, y, skipping, perImage)) { c, images in
+            let (x, y, skipping, perImage) = c
             for i in images {
                 var offset = 0
                 for (k, t) in x.enumerated() {
@@ -152,7 +166,8 @@ public final class Concat: Layer {
     }
 
     public func backward(_ x: [Tensor], _ y: Tensor, _ dy: Tensor, _ dx: [Tensor?], _ context: Context) {
-        Threads.parallel(y.shape.n, minimum: max(1, 65_536 / max(y.shape.perImage, 1))) { images in
+        Threads.parallel(y.shape.n, minimum: max(1, 65_536 / max(y.shape.perImage, 1)), (x, y, dy, dx)) { c, images in
+            let (x, y, dy, dx) = c
             for i in images {
                 var offset = 0
                 for (k, t) in x.enumerated() {
@@ -258,21 +273,22 @@ public final class Pool2D: Layer {
         if !isMax && stride == 1 {
             return averageForwardStride1(s, o, top: top, left: left, input: input, output: y, context)
         }
-        Threads.parallelChunks(s.n * s.c, minimum: max(1, 16_384 / max(s.plane, 1))) { chunk, r in
+        Threads.parallelChunks(s.n * s.c, minimum: max(1, 16_384 / max(s.plane, 1)), (self, context, input, y, s, o, top, left, isMax)) { captures, chunk, r in
+            let (pool, context, input, y, s, o, top, left, isMax) = captures
             let across = context.threadScratch(chunk, s.h * o.w)
             for nc in r {
                 let p = input + nc * s.plane, q = y.base + (nc / s.c) * y.imageStride + (nc % s.c) * o.plane
                 for iy in 0..<s.h {
                     let line = p + iy * s.w, target = across + iy * o.w
                     for ox in 0..<o.w {
-                        let window = self.window(ox, left, s.w)
+                        let window = pool.window(ox, left, s.w)
                         var value = line[window.lowerBound]
                         for ix in window.lowerBound + 1..<window.upperBound { value = isMax ? max(value, line[ix]) : value + line[ix] }
                         target[ox] = value
                     }
                 }
                 for oy in 0..<o.h {
-                    let window = self.window(oy, top, s.h), target = q + oy * o.w
+                    let window = pool.window(oy, top, s.h), target = q + oy * o.w
                     target.update(from: across + window.lowerBound * o.w, count: o.w)
                     for iy in window.lowerBound + 1..<window.upperBound {
                         let source = across + iy * o.w
@@ -284,7 +300,7 @@ public final class Pool2D: Layer {
                     }
                     if !isMax {
                         let rows = Float(window.count)
-                        for ox in 0..<o.w { target[ox] /= rows * Float(self.windowCount(ox, left, s.w)) }
+                        for ox in 0..<o.w { target[ox] /= rows * Float(pool.windowCount(ox, left, s.w)) }
                     }
                 }
             }
@@ -300,15 +316,16 @@ public final class Pool2D: Layer {
             return averageBackwardStride1(s, o, top: top, left: left, grad: dy.data, target: target, context)
         }
         let input = x[0].data, output = y.data, grad = dy.data
-        Threads.parallel(s.n * s.c, minimum: max(1, 16_384 / max(s.plane, 1))) { r in
+        Threads.parallel(s.n * s.c, minimum: max(1, 16_384 / max(s.plane, 1)), (self, input, output, grad, target, s, o, top, left)) { captures, r in
+            let (pool, input, output, grad, target, s, o, top, left) = captures
             for nc in r {
                 let p = input + nc * s.plane, t = target + nc * s.plane
                 for oy in 0..<o.h {
-                    let rows = self.window(oy, top, s.h)
+                    let rows = pool.window(oy, top, s.h)
                     for ox in 0..<o.w {
-                        let cols = self.window(ox, left, s.w)
+                        let cols = pool.window(ox, left, s.w)
                         let g = grad[nc * o.plane + oy * o.w + ox]
-                        if self.mode == .max {
+                        if pool.mode == .max {
                             // The gradient goes to the first position holding the maximum.
                             let best = output[nc * o.plane + oy * o.w + ox]
                             search: for iy in rows {
@@ -336,11 +353,12 @@ extension Pool2D {
                                 target: UnsafeMutablePointer<Float>, _ context: Context) {
         // Input i lies in the windows of outputs [i - (size - 1 - before), i + before].
         let below = size - 1 - top, right = size - 1 - left
-        Threads.parallelChunks(s.n * s.c, minimum: max(1, 16_384 / max(s.plane, 1))) { chunk, r in
+        Threads.parallelChunks(s.n * s.c, minimum: max(1, 16_384 / max(s.plane, 1)), (self, context, grad, target, s, o, top, left, below, right)) { captures, chunk, r in
+            let (pool, context, grad, target, s, o, top, left, below, right) = captures
             let scaled = context.threadScratch(chunk, o.plane + o.h * s.w + o.h + o.w)
             let across = scaled + o.plane, rowShare = across + o.h * s.w, colShare = rowShare + o.h
-            for oy in 0..<o.h { rowShare[oy] = 1 / Float(self.windowCount(oy, top, s.h)) }
-            for ox in 0..<o.w { colShare[ox] = 1 / Float(self.windowCount(ox, left, s.w)) }
+            for oy in 0..<o.h { rowShare[oy] = 1 / Float(pool.windowCount(oy, top, s.h)) }
+            for ox in 0..<o.w { colShare[ox] = 1 / Float(pool.windowCount(ox, left, s.w)) }
             for nc in r {
                 let g = grad + nc * o.plane, t = target + nc * s.plane
                 for oy in 0..<o.h {
@@ -371,24 +389,25 @@ extension Pool2D {
     /// time, which vectorises), then each output times 1 / (its window's pixels inside the image).
     func averageForwardStride1(_ s: Shape, _ o: Shape, top: Int, left: Int, input: UnsafePointer<Float>,
                                output: OutputTarget, _ context: Context) {
-        Threads.parallelChunks(s.n * s.c, minimum: max(1, 16_384 / max(s.plane, 1))) { chunk, r in
+        Threads.parallelChunks(s.n * s.c, minimum: max(1, 16_384 / max(s.plane, 1)), (self, context, input, output, s, o, top, left)) { captures, chunk, r in
+            let (pool, context, input, output, s, o, top, left) = captures
             let across = context.threadScratch(chunk, s.h * o.w + o.h + o.w)
             let rowShare = across + s.h * o.w, colShare = rowShare + o.h
-            for oy in 0..<o.h { rowShare[oy] = 1 / Float(self.windowCount(oy, top, s.h)) }
-            for ox in 0..<o.w { colShare[ox] = 1 / Float(self.windowCount(ox, left, s.w)) }
+            for oy in 0..<o.h { rowShare[oy] = 1 / Float(pool.windowCount(oy, top, s.h)) }
+            for ox in 0..<o.w { colShare[ox] = 1 / Float(pool.windowCount(ox, left, s.w)) }
             for nc in r {
                 let p = input + nc * s.plane, q = output.base + (nc / s.c) * output.imageStride + (nc % s.c) * o.plane
                 for iy in 0..<s.h {
                     let line = p + iy * s.w, out = across + iy * o.w
                     for ox in 0..<o.w {
-                        let from = max(ox - left, 0), to = min(ox - left + self.size, s.w)
+                        let from = max(ox - left, 0), to = min(ox - left + pool.size, s.w)
                         var sum: Float = 0
                         for ix in from..<to { sum += line[ix] }
                         out[ox] = sum
                     }
                 }
                 for oy in 0..<o.h {
-                    let from = max(oy - top, 0), to = min(oy - top + self.size, s.h), out = q + oy * o.w
+                    let from = max(oy - top, 0), to = min(oy - top + pool.size, s.h), out = q + oy * o.w
                     out.update(from: across + from * o.w, count: o.w)
                     for iy in from + 1..<to {
                         let source = across + iy * o.w
@@ -417,10 +436,11 @@ public final class GlobalPool: Layer {
     public func outputShape(_ inputs: [Shape]) -> Shape { Shape(inputs[0].n, inputs[0].c) }
     public func forward(_ x: [Tensor], _ y: Tensor, _ context: Context) {
         let s = x[0].shape, input = x[0].data, out = y.data
-        Threads.parallel(s.n * s.c, minimum: max(1, 16_384 / max(s.plane, 1))) { r in
+        Threads.parallel(s.n * s.c, minimum: max(1, 16_384 / max(s.plane, 1)), (self, input, out, s)) { captures, r in
+            let (layer, input, out, s) = captures
             for nc in r {
                 let p = input + nc * s.plane
-                if self.mode == .max {
+                if layer.mode == .max {
                     var m = -Float.infinity
                     for j in 0..<s.plane { m = max(m, p[j]) }
                     out[nc] = m
@@ -435,10 +455,11 @@ public final class GlobalPool: Layer {
     public func backward(_ x: [Tensor], _ y: Tensor, _ dy: Tensor, _ dx: [Tensor?], _ context: Context) {
         guard let target = dx[0]?.data else { return }
         let s = x[0].shape, input = x[0].data, out = y.data, g = dy.data
-        Threads.parallel(s.n * s.c, minimum: max(1, 16_384 / max(s.plane, 1))) { r in
+        Threads.parallel(s.n * s.c, minimum: max(1, 16_384 / max(s.plane, 1)), (self, input, out, g, target, s)) { captures, r in
+            let (layer, input, out, g, target, s) = captures
             for nc in r {
                 let p = input + nc * s.plane, t = target + nc * s.plane
-                if self.mode == .max {
+                if layer.mode == .max {
                     for j in 0..<s.plane where p[j] == out[nc] {
                         t[j] += g[nc]
                         break
@@ -459,7 +480,8 @@ public final class ChannelMeanMax: Layer {
     public func outputShape(_ inputs: [Shape]) -> Shape { Shape(inputs[0].n, 2, inputs[0].h, inputs[0].w) }
     public func forward(_ x: [Tensor], _ y: Tensor, _ context: Context) {
         let s = x[0].shape, input = x[0].data, out = y.data
-        Threads.parallel(s.n, minimum: 1) { r in
+        Threads.parallel(s.n, minimum: 1, (input, out, s)) { captures, r in
+            let (input, out, s) = captures
             for n in r {
                 let mean = out + n * 2 * s.plane, top = mean + s.plane
                 for j in 0..<s.plane {
@@ -480,7 +502,8 @@ public final class ChannelMeanMax: Layer {
     public func backward(_ x: [Tensor], _ y: Tensor, _ dy: Tensor, _ dx: [Tensor?], _ context: Context) {
         guard let target = dx[0]?.data else { return }
         let s = x[0].shape, input = x[0].data, out = y.data, g = dy.data
-        Threads.parallelChunks(s.n, minimum: 1) { chunk, r in
+        Threads.parallelChunks(s.n, minimum: 1, (context, input, out, g, target, s)) { captures, chunk, r in
+            let (context, input, out, g, target, s) = captures
             // Marks positions whose maximum already took its gradient (the first channel holding it).
             let taken = context.threadScratch(chunk, s.plane)
             for n in r {

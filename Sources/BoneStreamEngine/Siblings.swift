@@ -60,7 +60,8 @@ final class PointwiseSiblings {
             } else {
                 // (images, channels, plane) -> (channels, images x plane).
                 let source = x.data + first * s.perImage
-                Threads.parallel(count * channels, minimum: max(1, 16_384 / max(plane, 1))) { range in
+                Threads.parallel(count * channels, minimum: max(1, 16_384 / max(plane, 1)), (col, source, channels, ld, plane, s)) { captures, range in
+                    let (col, source, channels, ld, plane, s) = captures
                     for item in range {
                         let j = item / channels, c = item % channels
                         (col + c * ld + j * plane).update(from: source + j * s.perImage + c * plane, count: plane)

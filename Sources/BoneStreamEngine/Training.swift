@@ -45,7 +45,8 @@ public struct Adam: Sendable {
         let values = store.values, grads = store.grads, m = store.m, v = store.v
         for entry in store.entries where entry.trainable {
             let base = entry.offset
-            Threads.parallel(entry.count, minimum: 65_536) { range in
+            Threads.parallel(entry.count, minimum: 65_536, (values, grads, m, v, base, alpha, b1, b2, eps)) { captures, range in
+                let (values, grads, m, v, base, alpha, b1, b2, eps) = captures
                 for j in range {
                     let i = base + j, g = grads[i]
                     m[i] += (g - m[i]) * (1 - b1)

@@ -25,11 +25,16 @@ enum Winograd3x3 {
     /// channels at 64x64) trains equally fast either way with the 3 MB rule (65 against 59 ms a step
     /// at a flat 784).
     static let tileBudget = 784
-    /// The 16 transformed kernels U = G g G^T as 16 matrices (cout x cin), into `u`; `weight(o, c, ky, kx)`
-    /// reads the kernel, so the backward pass can pass the rotated, transposed one without copying it.
+    /// The 16 transformed kernels U = G g G^T as 16 matrices (cout x cin), into `u`, from `weight`
+    /// (cout, cin, 3, 3); or, `rotatedAndSwapped`, from (cin, cout, 3, 3) turned by 180 degrees with
+    /// input and output channels swapped (the data gradient's kernels), without copying it.
     static func transformKernels(into u: UnsafeMutablePointer<Float>, outputs cout: Int, channels cin: Int,
-                                 weight: (Int, Int, Int, Int) -> Float) {
-        Threads.parallel(cout, minimum: max(1, 4096 / max(cin, 1))) { range in
+                                 weight: UnsafePointer<Float>, rotatedAndSwapped: Bool) {
+        Threads.parallel(cout, minimum: max(1, 4096 / max(cin, 1)), (u, cout, cin, weight, rotatedAndSwapped)) { captures, range in
+            let (u, cout, cin, kernel, rotatedAndSwapped) = captures
+            func weight(_ o: Int, _ c: Int, _ ky: Int, _ kx: Int) -> Float {
+                rotatedAndSwapped ? kernel[((c * cout + o) * 3 + (2 - ky)) * 3 + (2 - kx)] : kernel[((o * cin + c) * 3 + ky) * 3 + kx]
+            }
             for o in range {
                 for c in 0..<cin {
                     var g = SIMD16<Float>()
@@ -73,7 +78,8 @@ enum Winograd3x3 {
             // (cin x tiles), a row of tiles at a time: B^T down the columns of four padded input
             // rows, then B along each tile's four columns.
             let padded = w + 4
-            Threads.parallelChunks(cin * images, minimum: 1) { chunk, range in
+            Threads.parallelChunks(cin * images, minimum: 1, (context, input, v, cin, h, w, first, tilesH, tilesW, perImage, tiles, padded)) { captures, chunk, range in
+                let (context, input, v, cin, h, w, first, tilesH, tilesW, perImage, tiles, padded) = captures
                 let rows = context.threadScratch(chunk, 8 * padded)
                 let source = rows, t = rows + 4 * padded
                 for item in range {
@@ -116,14 +122,16 @@ enum Winograd3x3 {
             // 16 products M_k (cout x tiles) = U_k (cout x cin) V_k (cin x tiles).
             // The 16 products are independent: each core takes whole ones (no matrix packed twice;
             // measured equal to splitting each product).
-            Threads.parallel(16, minimum: 1) { range in
+            Threads.parallel(16, minimum: 1, (u, v, m, cout, cin, tiles)) { captures, range in
+                let (u, v, m, cout, cin, tiles) = captures
                 for k in range {
                     gemm(m: cout, n: tiles, k: cin, a: u + k * cout * cin, lda: cin, b: v + k * cin * tiles, ldb: tiles, beta: 0,
                          c: m + k * cout * tiles, ldc: tiles, split: false)
                 }
             }
             // Output transform Y = A^T M A, 2x2 per tile, clipped at odd edges; a row of tiles at a time.
-            Threads.parallelChunks(cout * images, minimum: 1) { chunk, range in
+            Threads.parallelChunks(cout * images, minimum: 1, (context, output, outputImageStride, m, cout, h, w, first, tilesH, tilesW, perImage, tiles, epilogue, bias, accumulate)) { captures, chunk, range in
+                let (context, output, outputImageStride, m, cout, h, w, first, tilesH, tilesW, perImage, tiles, epilogue, bias, accumulate) = captures
                 let rows = context.threadScratch(chunk, 8 * tilesW)
                 for item in range {
                     let o = item % cout, image = item / cout

@@ -30,16 +30,15 @@ import Testing
             // The counter works: a window that allocates an 8 KB array on purpose counts it.
             #expect(line.control.allocations >= 1 && line.control.bytes >= 8_000, "\(line.model): the counter saw \(line.control)")
             for (name, window) in [("training steps", line.train), ("inferences", line.inference)] {
-                // The engine allocates no tensor, buffer or array in a warmed-up step. What remains
-                // is Swift's: one closure context (32 bytes) per parallel loop handed to the pool's
-                // threads (withoutActuallyEscaping must box the closure), and OpenBLAS's own
-                // small-matrix kernels, which pack into a buffer they allocate (docs/engine.md).
+                // Nothing outside OpenBLAS allocates in a warmed-up step: no tensor, buffer, array or
+                // closure box (the parallel loops' bodies capture nothing and take their values as
+                // an argument). OpenBLAS's small-matrix kernels allocate inside cblas_sgemm for small
+                // products; that is the library's (docs/engine.md). The loops did run on the pool.
                 let engine = window.allocations - window.openblas_allocations
                 let engineBytes = window.bytes - window.openblas_bytes
-                #expect(engine <= window.parallel_loops,
-                        "\(line.model) \(name): \(engine) allocations outside OpenBLAS for \(window.parallel_loops) parallel loops")
-                #expect(engineBytes <= 48 * window.parallel_loops,
-                        "\(line.model) \(name): \(engineBytes) bytes outside OpenBLAS for \(window.parallel_loops) parallel loops")
+                #expect(engine == 0 && engineBytes == 0,
+                        "\(line.model) \(name): \(engine) allocations (\(engineBytes) bytes) outside OpenBLAS")
+                #expect(window.parallel_loops > 0, "\(line.model) \(name): no loop reached the pool")
             }
         }
     }
