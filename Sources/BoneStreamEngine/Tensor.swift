@@ -56,8 +56,8 @@ public final class Tensor {
 /// single-threaded OpenBLAS on its share). OpenBLAS's own pool stays idle, so no thread spins or
 /// waits for another library's pool: two cores run two threads. The loops run on a fixed pool
 /// (`CWorkPool`: the calling thread plus `count - 1` helpers) rather than Dispatch, whose
-/// concurrentPerform allocates on every call; a warmed-up training step allocates no buffer, only
-/// one 32-byte closure box per loop (docs/engine.md).
+/// concurrentPerform allocates on every call; with loop bodies that capture nothing, a warmed-up
+/// training step allocates nothing outside OpenBLAS (docs/engine.md).
 public enum Threads {
     public static let count = max(1, ProcessInfo.processInfo.activeProcessorCount)
     /// Runs once, thread-safely (a static's initialiser), whichever thread multiplies first.
