@@ -95,15 +95,3 @@ final class PointwiseSiblings {
         }
     }
 }
-
-/// Where a layer writes its output: a tensor of its own, or its channels' slice of a concatenation
-/// (image i's channel f at base + i * imageStride + f * plane).
-struct OutputTarget {
-    let base: UnsafeMutablePointer<Float>
-    let imageStride: Int
-
-    init(_ tensor: Tensor, channelOffset: Int = 0) {
-        base = tensor.data + channelOffset * tensor.shape.plane
-        imageStride = tensor.shape.perImage
-    }
-}

@@ -52,6 +52,18 @@ public final class Tensor {
     }
 }
 
+/// Where a layer writes its output: a tensor of its own, or its channels' slice of a concatenation
+/// (image i's channel f at base + i * imageStride + f * plane).
+struct OutputTarget {
+    let base: UnsafeMutablePointer<Float>
+    let imageStride: Int
+
+    init(_ tensor: Tensor, channelOffset: Int = 0) {
+        base = tensor.data + channelOffset * tensor.shape.plane
+        imageStride = tensor.shape.perImage
+    }
+}
+
 /// The engine's threads: one per core, for every loop and every matrix product (each thread calls a
 /// single-threaded OpenBLAS on its share). OpenBLAS's own pool stays idle, so no thread spins or
 /// waits for another library's pool: two cores run two threads. The loops run on a fixed pool
