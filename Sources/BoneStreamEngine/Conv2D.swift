@@ -144,6 +144,18 @@ public final class Conv2D: Layer {
         }
     }
 
+    /// Images side by side: (images, channels, plane) at `source` -> (channels, images x plane) at
+    /// `col`, leading dimension `ld`: the columns of a pointwise product over several images.
+    static func gather(_ source: UnsafePointer<Float>, images: Int, channels: Int, plane: Int, into col: UnsafeMutablePointer<Float>, ld: Int) {
+        Threads.parallel(images * channels, minimum: max(1, 16_384 / max(plane, 1)), (source, channels, plane, col, ld)) { captures, range in
+            let (source, channels, plane, col, ld) = captures
+            for item in range {
+                let j = item / channels, c = item % channels
+                (col + c * ld + j * plane).update(from: source + (j * channels + c) * plane, count: plane)
+            }
+        }
+    }
+
     /// Adds columns back into one image's gradient.
     private func col2im(_ col: UnsafePointer<Float>, ld: Int, column: Int, _ g: Geometry, _ dx: UnsafeMutablePointer<Float>) {
         let kh = kernelH, kw = kernelW, sh = strideH, sw = strideW
@@ -241,16 +253,10 @@ public final class Conv2D: Layer {
             if isPointwise && b == 1 {
                 cols = UnsafePointer(input.data + first * input.shape.perImage)
             } else {
-                for j in 0..<count {
-                    if isPointwise {
-                        let source = input.data + (first + j) * input.shape.perImage, target = col + j * plane
-                        Threads.parallel(g.c, minimum: max(1, 16_384 / max(plane, 1)), (target, source, ld, plane)) { captures, range in
-                            let (target, source, ld, plane) = captures
-                            for c in range { (target + c * ld).update(from: source + c * plane, count: plane) }
-                        }
-                    } else {
-                        im2col(input.data + (first + j) * input.shape.perImage, g, col, ld: ld, column: j * plane)
-                    }
+                if isPointwise {
+                    Conv2D.gather(input.data + first * input.shape.perImage, images: count, channels: g.c, plane: plane, into: col, ld: ld)
+                } else {
+                    for j in 0..<count { im2col(input.data + (first + j) * input.shape.perImage, g, col, ld: ld, column: j * plane) }
                 }
                 cols = UnsafePointer(col)
             }
@@ -328,17 +334,12 @@ public final class Conv2D: Layer {
         var first = 0
         while first < n {
             let count = min(b, n - first)
-            for j in 0..<count {
-                let image = input.data + (first + j) * input.shape.perImage
-                if isPointwise {
-                    for c in 0..<g.c { (col + c * ld + j * plane).update(from: image + c * plane, count: plane) }
-                } else {
-                    im2col(image, g, col, ld: ld, column: j * plane)
-                }
-                for f in 0..<filters {
-                    (gathered + f * ld + j * plane).update(from: dy.data + (first + j) * dy.shape.perImage + f * plane, count: plane)
-                }
+            if isPointwise {
+                Conv2D.gather(input.data + first * input.shape.perImage, images: count, channels: g.c, plane: plane, into: col, ld: ld)
+            } else {
+                for j in 0..<count { im2col(input.data + (first + j) * input.shape.perImage, g, col, ld: ld, column: j * plane) }
             }
+            Conv2D.gather(dy.data + first * dy.shape.perImage, images: count, channels: filters, plane: plane, into: gathered, ld: ld)
             // dW += dY (filters x cols) . col^T (cols x k)
             gemm(transB: true, m: filters, n: k, k: count * plane, a: gathered, lda: ld, b: col, ldb: ld, beta: 1, c: wGrad, ldc: k)
             if let gradient = dx[0], !winograd {

@@ -182,7 +182,6 @@ public final class Graph {
     public func grad(of node: Node) -> Tensor { grads[node.index] }
     public var nodeCount: Int { nodes.count }
 
-
     /// Seconds spent per layer kind and direction ("Conv2D forward"), when `profiling` is on.
     public var profiling = false {
         didSet { if profiling { profile = [:] } }
@@ -203,10 +202,16 @@ public final class Graph {
     /// Nodes the current forward computed inside a folded convolution.
     private var folded: [Bool] = []
 
-    /// Convolution node -> (its batch norm node, the ReLU after it or nil), for folding.
-    private lazy var foldable: [Int: (Int, Int?)] = {
+    /// Per node, the nodes that read its output (for the inference plans below; the graph is complete
+    /// by then).
+    private lazy var consumers: [[Int]] = {
         var consumers = [[Int]](repeating: [], count: nodes.count)
         for (i, node) in nodes.enumerated() { for input in node.inputs { consumers[input].append(i) } }
+        return consumers
+    }()
+
+    /// Convolution node -> (its batch norm node, the ReLU after it or nil), for folding.
+    private lazy var foldable: [Int: (Int, Int?)] = {
         var plan: [Int: (Int, Int?)] = [:]
         for (i, node) in nodes.enumerated() where node.layer is Conv2D && consumers[i].count == 1 {
             let j = consumers[i][0]
@@ -238,8 +243,6 @@ public final class Graph {
 
     /// First node of each group -> the group.
     private lazy var siblingPlans: [Int: SiblingPlan] = {
-        var consumers = [[Int]](repeating: [], count: nodes.count)
-        for (i, node) in nodes.enumerated() { for input in node.inputs { consumers[input].append(i) } }
         func pointwise(_ i: Int, reading x: Int) -> (conv: Int, batchNorm: Int, relu: Int?)? {
             guard let conv = nodes[i].layer as? Conv2D, conv.isPointwise, !conv.replicatedFrom1, nodes[i].inputs == [x],
                   let (j, k) = foldable[i] else { return nil }
@@ -288,8 +291,6 @@ public final class Graph {
     /// only its other inputs (none in Inception-v4). Per such node: the concatenation and the channel
     /// offset; per concatenation, which inputs are already in place.
     private lazy var concatSlices: (targets: [Int: (concat: Int, offset: Int)], inPlace: [Int: [Bool]]) = {
-        var consumers = [[Int]](repeating: [], count: nodes.count)
-        for (i, node) in nodes.enumerated() { for input in node.inputs { consumers[input].append(i) } }
         let terminals = Set(foldable.values.map { $0.1 ?? $0.0 }).union(nodes.indices.filter { nodes[$0].layer is Pool2D })
         var targets: [Int: (concat: Int, offset: Int)] = [:], inPlace: [Int: [Bool]] = [:]
         for (c, node) in nodes.enumerated() where node.layer is Concat {

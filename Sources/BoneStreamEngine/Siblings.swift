@@ -58,15 +58,7 @@ final class PointwiseSiblings {
             if b == 1 {
                 cols = UnsafePointer(x.data + first * s.perImage)
             } else {
-                // (images, channels, plane) -> (channels, images x plane).
-                let source = x.data + first * s.perImage
-                Threads.parallel(count * channels, minimum: max(1, 16_384 / max(plane, 1)), (col, source, channels, ld, plane, s)) { captures, range in
-                    let (col, source, channels, ld, plane, s) = captures
-                    for item in range {
-                        let j = item / channels, c = item % channels
-                        (col + c * ld + j * plane).update(from: source + j * s.perImage + c * plane, count: plane)
-                    }
-                }
+                Conv2D.gather(x.data + first * s.perImage, images: count, channels: channels, plane: plane, into: col, ld: ld)
                 cols = UnsafePointer(col)
             }
             gemm(m: rows, n: count * plane, k: channels, a: weights, lda: channels, b: cols, ldb: ld, beta: 0, c: product, ldc: ld)
