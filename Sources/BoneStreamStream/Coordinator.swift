@@ -173,14 +173,20 @@ public final class Coordinator {
         case .heartbeat:
             workers[peer]?.lastSeen = Date()
         case .done:
-            // DONE also means ready for one more.
+            // One or more batch ids, pushed; each also means ready for one more.
             workers[peer]?.lastSeen = Date()
-            workers[peer]?.ready += 1
-            if frames.count == 3, let id = BatchID(decoding: frames[2]) {
+            guard frames.count >= 3 else {
+                dropped += 1
+                return
+            }
+            for frame in frames[2...] {
+                guard let id = BatchID(decoding: frame) else {
+                    dropped += 1
+                    continue
+                }
+                workers[peer]?.ready += 1
                 inFlight[id]?.sent = true
                 batchesByWorker[peer, default: 0] += 1
-            } else {
-                dropped += 1
             }
         case .credit:
             consumer = peer

@@ -151,9 +151,15 @@ public final class Worker {
                     return false
                 }
             }
-            // DONE also asks for the next batch.
-            try control.send([Command.done.frame, id.encoded])
+            pushed.append(id.encoded)
             return true
+        }
+        /// Batches pushed since the last DONE: one DONE names them all (each also asks for one more batch).
+        var pushed: [Data] = []
+        func reportPushed() throws {
+            guard !pushed.isEmpty else { return }
+            try control.send([Command.done.frame] + pushed)
+            pushed.removeAll(keepingCapacity: true)
         }
 
         for _ in 0..<prefetch { try control.send([Command.ready.frame]) }
@@ -178,8 +184,12 @@ public final class Worker {
                         logger.warning("worker: dropped a malformed WORK id")
                         continue
                     }
-                    if try !make(id) { return }
+                    if try !make(id) {
+                        try? reportPushed()
+                        return
+                    }
                 }
+                try reportPushed()
             case .bye:
                 logger.info("worker \(getpid()): asked to leave")
                 return

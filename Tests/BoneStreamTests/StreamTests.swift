@@ -111,7 +111,7 @@ import Testing
         try toData.connect("ipc://\(dir.path)/data.ipc")
         Thread.sleep(forTimeInterval: 0.3)
         for junk in [[Data("garbage".utf8)], [Data()], [Command.ack.frame, Data([1, 2, 3])], [Command.credit.frame, Data([9])],
-                     [Command.done.frame], [Command.work.frame, Data(count: 12)], [Data(repeating: 0xFF, count: 4096)]] {
+                     [Command.done.frame], [Command.done.frame, Data([1, 2, 3]), Data(count: 5)], [Command.work.frame, Data(count: 12)], [Data(repeating: 0xFF, count: 4096)]] {
             try toControl.send(junk)
         }
         // Shared-pixel batches whose slot references lead nowhere, or out of /dev/shm.
