@@ -102,17 +102,19 @@ public struct ReplayPlan: Sendable {
 }
 
 /// Records every record of a set whose CRC or message fails (the `skip` policy's pre-pass), with the
-/// damage for the report.
+/// damage for the report, in file and offset order. Records are checked on all cores (one core's
+/// CRC-32C, about 14 GB/s, is slower than memory here).
 public func damagedRecords(_ set: ShardSet) -> [(RecordKey, ShardDamage)] {
-    var found: [(RecordKey, ShardDamage)] = []
-    for (i, file) in set.files.enumerated() {
-        for entry in file.entries {
-            if case .failure(let damage) = ShardFile.check(file.map, name: file.name, offset: entry.offset, limit: file.endOfRecords, expected: entry.id) {
-                found.append((RecordKey(file: i, offset: entry.offset), damage))
-            }
+    let records = set.files.enumerated().flatMap { i, file in file.entries.map { (file: i, entry: $0) } }
+    let damages = Parallel.map(count: records.count, grain: 4) { r -> ShardDamage? in
+        let (i, entry) = records[r]
+        let file = set.files[i]
+        if case .failure(let damage) = ShardFile.check(file.map, name: file.name, offset: entry.offset, limit: file.endOfRecords, expected: entry.id) {
+            return damage
         }
+        return nil
     }
-    return found
+    return zip(records, damages).compactMap { record, damage in damage.map { (RecordKey(file: record.file, offset: record.entry.offset), $0) } }
 }
 
 /// Shards as a BatchSource: a trainer reads them in this process, with no replay daemon.
