@@ -1,5 +1,6 @@
 import ArgumentParser
 import BoneStreamAugment
+import BoneStreamBatch
 import BoneStreamCore
 import BoneStreamEngine
 import BoneStreamImage
@@ -211,6 +212,8 @@ extension BenchCommand {
                 cache.withUnsafeMutableBytes { raw in
                     for slot in 0..<builder.cache.count { (raw.baseAddress! + slot * imageBytes).copyMemory(from: builder.cache.pixels(slot: slot), byteCount: imageBytes) }
                 }
+                // Each producer thread its own builder and cache mapping, as each worker process has.
+                let handOffBuilders = try (0..<2).map { _ in try ProducerSetup(config: config).builder }
                 for _ in 0..<rounds {
                     try ours("1_worker", workers: 1)
                     try ours("2_workers", workers: 2)
@@ -222,11 +225,10 @@ extension BenchCommand {
                             keep(key, AugmentBench.rate(base: buffer.baseAddress!, images: builder.cache.count, grid: builder.settings.grid,
                                                         pool: builder.settings.pool, seconds: 1, threads: 2, destinations: destinations))
                         }
-                        // The same work with no transport: producer threads hand batches to a reading thread.
-                        for (key, producers, read) in [("hand_off_1", 1, true), ("hand_off_2", 2, true), ("hand_off_2_no_read", 2, false)] {
-                            keep(key, AugmentBench.handOff(base: buffer.baseAddress!, images: builder.cache.count, grid: builder.settings.grid,
-                                                           pool: builder.settings.pool, samples: samples, producers: producers, readPixels: read))
-                        }
+                    }
+                    // The same work with no transport: producer threads hand batches to a reading thread.
+                    for (key, producers, read) in [("hand_off_1", 1, true), ("hand_off_2", 2, true), ("hand_off_2_no_read", 2, false)] {
+                        keep(key, HandOff.run(builders: handOffBuilders.prefix(producers).map { $0 }, readPixels: read).patchesPerSecond)
                     }
                 }
 
@@ -382,81 +384,6 @@ enum AugmentBench {
             return Double(sample) / (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18)
         }
         return counts.reduce(0, +)
-    }
-}
-
-extension AugmentBench {
-    /// The same work handed from producers to a consumer with no transport at all: `producers` threads
-    /// build 40-patch batches (the stream's draws) into `slotsPerProducer` batch buffers each, and one
-    /// consumer thread reads every pixel of every batch (sums it, as the sink does) and frees the
-    /// buffer; a condition variable hands the buffers over, so a thread with nothing to do sleeps. What
-    /// a stream could reach on this machine if messages cost nothing: the like-for-like reference for
-    /// the transport's cost, since `bench augment`'s loop neither lets its batches leave the core nor
-    /// leaves a core for the consumer. Patches/s from the first batch begun to the last one read.
-    static func handOff(base: UnsafePointer<UInt8>, images: Int, grid: PatchGrid, pool: AugmentationPool, samples: Int,
-                        producers: Int, slotsPerProducer: Int = 4, readPixels: Bool = true) -> Double {
-        let patchBytes = grid.patchSize * grid.patchSize, batchBytes = 40 * patchBytes
-        let batchCount = samples / 40
-        let buffers = UnsafeMutableRawPointer.allocate(byteCount: producers * slotsPerProducer * batchBytes, alignment: 4096)
-        defer { buffers.deallocate() }
-        /// Free buffers per producer and full ones for the consumer, under one lock.
-        final class Slots: @unchecked Sendable {
-            let condition = NSCondition()
-            var free: [[Int]]
-            var full: [Int] = []
-            var sum: UInt64 = 0
-            init(producers: Int, each: Int) { free = (0..<producers).map { p in Array(p * each..<(p + 1) * each) } }
-        }
-        let slots = Slots(producers: producers, each: slotsPerProducer)
-        let addresses = (UInt(bitPattern: base), UInt(bitPattern: buffers))
-        let done = DispatchSemaphore(value: 0)
-        let start = ContinuousClock.now
-        for p in 0..<producers {
-            Thread {
-                let base = UnsafePointer<UInt8>(bitPattern: addresses.0)!, buffers = UnsafeMutableRawPointer(bitPattern: addresses.1)!
-                let augmenter = PatchAugmenter(grid: grid)
-                let imageBytes = grid.imageSize * grid.imageSize
-                for batch in stride(from: p, to: batchCount, by: producers) {
-                    slots.condition.lock()
-                    while slots.free[p].isEmpty { slots.condition.wait() }
-                    let slot = slots.free[p].removeFirst()
-                    slots.condition.unlock()
-                    let pixels = (buffers + slot * batchBytes).assumingMemoryBound(to: UInt8.self)
-                    for i in 0..<40 {
-                        var random = CounterRandom(seed: 7, UInt64(batch), UInt64(i))
-                        let image = Int(random.next() % UInt64(images)), patch = Int(random.next() % UInt64(grid.count))
-                        augmenter.apply(pool.draw(&random), image: base + image * imageBytes, patch: patch, to: pixels + i * patchBytes)
-                    }
-                    slots.condition.lock()
-                    slots.full.append(slot)
-                    slots.condition.broadcast()
-                    slots.condition.unlock()
-                }
-                done.signal()
-            }.start()
-        }
-        Thread {
-            let buffers = UnsafeMutableRawPointer(bitPattern: addresses.1)!
-            var total: UInt64 = 0
-            for _ in 0..<batchCount {
-                slots.condition.lock()
-                while slots.full.isEmpty { slots.condition.wait() }
-                let slot = slots.full.removeFirst()
-                slots.condition.unlock()
-                if readPixels { total &+= PixelStatistics.sum(UnsafeRawBufferPointer(start: buffers + slot * batchBytes, count: batchBytes)) }
-                slots.condition.lock()
-                // Back to its producer's free list, lowest first (most recently read, still in cache).
-                slots.free[slot / slotsPerProducer].insert(slot, at: 0)
-                slots.condition.broadcast()
-                slots.condition.unlock()
-            }
-            slots.sum = total
-            done.signal()
-        }.start()
-        for _ in 0...producers { done.wait() }
-        let elapsed = ContinuousClock.now - start
-        if readPixels && slots.sum == 0 { return 0 }  // the sum is looked at, so the reads cannot be optimised away
-        return Double(batchCount * 40) / (Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) * 1e-18)
     }
 }
 

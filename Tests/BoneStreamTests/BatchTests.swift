@@ -137,6 +137,27 @@ import Testing
         #expect(try Batch(frames: forward[5].frames()) == forward[5])
     }
 
+    /// bench stream's no-transport reference does a worker's work: every batch of the epoch, built by
+    /// the same plan, each pixel read once, whatever the number of producers.
+    @Test func theHandOffReferenceReadsEveryBatchOfThePlanOnce() throws {
+        let (dir, cache, train, validation) = try Self.fixture()
+        defer { withExtendedLifetime(dir) {} }
+        let settings = StreamSettings(samplesPerEpoch: 100, batchSize: 8, seed: 5, grid: PatchGrid(imageSize: 120, patchSize: 64, perSide: 3),
+                                      pool: AugmentationPool(entries: [(.identity, 1), (.flip, 1), (.rotate, 1), (.blur, 1)]))
+        func builder() -> BatchBuilder {
+            BatchBuilder(cache: cache, train: train, validation: validation, settings: settings, configHash: [UInt8](repeating: 7, count: 16))
+        }
+        let reference = builder()
+        let expected = (0..<13).map { reference.build(.train, epoch: 2, batch: $0) }
+            .reduce(UInt64(0)) { sum, batch in batch.pixels.withUnsafeBytes { sum &+ PixelStatistics.sum($0) } }
+        for producers in [1, 2, 3] {
+            let result = HandOff.run(builders: (0..<producers).map { _ in builder() }, epoch: 2, buffersPerProducer: 2)
+            #expect(result.patches == 100 && result.pixelSum == expected && result.patchesPerSecond > 0, "\(producers) producer(s)")
+        }
+        let unread = HandOff.run(builders: [builder(), builder()], epoch: 2, readPixels: false)
+        #expect(unread.patches == 100 && unread.pixelSum == 0)
+    }
+
     @Test func validationBatchesGroupEachImagesPatches() throws {
         let (dir, cache, train, validation) = try Self.fixture()
         defer { withExtendedLifetime(dir) {} }

@@ -48,10 +48,13 @@ import Testing
         #expect(bs_crc32c(0, "123456789", 9) == 0xE306_9283)  // the CRC-32C check value (RFC 3720)
         var random = CounterRandom(seed: 5)
         let bytes = (0..<100_003).map { _ in UInt8(truncatingIfNeeded: random.next()) }
-        for length in [0, 1, 7, 8, 63, 4096, 24_575, 24_576, 24_577, 70_000, 100_000] {
+        for length in [0, 1, 7, 8, 63, 1_023, 1_024, 1_025, 1_279, 1_280, 1_500, 4096, 24_575, 24_576, 24_577, 70_000, 100_000] {
             bytes.withUnsafeBytes { raw in
                 let slice = raw.baseAddress! + 3
+                // Folded (AVX-512 carry-less multiplication, where the CPU has it), three crc32 chains, table.
                 #expect(bs_crc32c(0, slice, length) == bs_crc32c_portable(0, slice, length), "length \(length)")
+                #expect(bs_crc32c_chains(0, slice, length) == bs_crc32c_portable(0, slice, length), "length \(length)")
+                #expect(bs_crc32c(0xDEAD_BEEF, slice, length) == bs_crc32c_portable(0xDEAD_BEEF, slice, length), "length \(length)")
                 // Continuing a CRC over two parts equals one pass.
                 #expect(bs_crc32c(bs_crc32c(0, slice, length / 3), slice + length / 3, length - length / 3) == bs_crc32c(0, slice, length))
             }

@@ -11,4 +11,8 @@ uint32_t bs_crc32c(uint32_t crc, const void *data, size_t length);
 /// The same with the table only (tests compare the two).
 uint32_t bs_crc32c_portable(uint32_t crc, const void *data, size_t length);
 
+/// The crc32-instruction version (three interleaved chains) that CPUs without AVX-512 carry-less
+/// multiplication use; the table version where SSE4.2 is missing. For tests: bs_crc32c picks.
+uint32_t bs_crc32c_chains(uint32_t crc, const void *data, size_t length);
+
 #endif
