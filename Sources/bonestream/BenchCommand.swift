@@ -269,9 +269,9 @@ extension BenchCommand {
                 row("python: PyTorch DataLoader + OpenCV, 2 workers", "python_torch_dataloader_2_workers")
                 row("bench augment, 2 cores (no transport; output stays in cache)", "augment_2_cores")
                 row("augment, 2 cores, output leaving the cache (16 batch buffers in turn)", "augment_2_cores_16_destinations")
-                row("no transport: 1 thread augmenting -> 1 thread reading every pixel", "hand_off_1")
-                row("no transport: 2 threads augmenting -> 1 thread reading every pixel", "hand_off_2")
-                row("no transport: 2 threads augmenting -> 1 thread reading no pixel", "hand_off_2_no_read")
+                row("no transport: 1 thread building batches -> 1 thread reading every pixel", "hand_off_1")
+                row("no transport: 2 threads building batches -> 1 thread reading every pixel", "hand_off_2")
+                row("no transport: 2 threads building batches -> 1 thread reading no pixel", "hand_off_2_no_read")
                 say(table.render())
                 if !noPython && results["python_torch_dataloader_2_workers"] == nil { say("(PyTorch not importable: its row is missing)") }
             }
