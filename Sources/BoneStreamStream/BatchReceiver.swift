@@ -84,20 +84,14 @@ public final class BatchReceiver {
         var expected: [EpochKey: UInt32] = [:]  // batches in each (kind, epoch) seen
         var start: Date?, lastAccepted: Date?
         let pixelSource = PixelSource()
-        // Acknowledgements go out several ids to a message: when 8 wait, when the queue is empty, or
-        // 10 ms after the last went (a slow consumer returns credit batch by batch, never late enough
-        // for the coordinator to hand a batch out again).
-        var pendingAcks: [Data] = []
-        var lastFlush = ContinuousClock.now
+        var acknowledgements = AcknowledgementBatcher(credit: credit)
         func flushAcknowledgements() throws {
-            lastFlush = ContinuousClock.now
-            guard !pendingAcks.isEmpty else { return }
-            try control.send([Command.ack.frame] + pendingAcks)
-            pendingAcks.removeAll(keepingCapacity: true)
+            let ids = acknowledgements.take()
+            guard !ids.isEmpty else { return }
+            try control.send([Command.ack.frame] + ids.map(\.encoded))
         }
         func acknowledge(_ id: BatchID) throws {
-            pendingAcks.append(id.encoded)
-            if pendingAcks.count >= 8 || ContinuousClock.now - lastFlush > .milliseconds(10) { try flushAcknowledgements() }
+            if acknowledgements.add(id) { try flushAcknowledgements() }
         }
 
         /// Checks, deduplicates, hands over and acknowledges one message. Every message, during the
@@ -161,9 +155,9 @@ public final class BatchReceiver {
         let idleWait = deferAcknowledgements ? 5 : 50
         while !ended && !shouldStop() {
             try takeRequests()
-            if let frames = try data.receive(timeoutMs: pendingAcks.isEmpty ? idleWait : 0) {
+            if let frames = try data.receive(timeoutMs: acknowledgements.wait(idle: idleWait)) {
                 try accept(frames)
-            } else {
+            } else if acknowledgements.isDue() {
                 try flushAcknowledgements()
             }
             while let message = try control.receive(timeoutMs: 0) {
@@ -184,5 +178,48 @@ public final class BatchReceiver {
     /// Carries a handler's own error through the pixel resolver, so it is not taken for a bad message.
     private struct HandlerError: Error {
         let underlying: Error
+    }
+}
+
+/// When a consumer sends its acknowledgements: several ids to a message, once half its credit waits
+/// (8 of 16) or at most `delay` (10 ms) after the last message went. Not each time the queue runs
+/// empty: a consumer faster than its producers finds it empty after nearly every batch, and one ACK
+/// per batch means one credit, one WORK and one DONE per batch, each waking three threads across the
+/// processes. A slow consumer still returns credit batch by batch (each ACK comes at least `delay`
+/// after the last), never late enough for the coordinator to hand a batch out again.
+public struct AcknowledgementBatcher {
+    public let every: Int
+    public let delay: Duration
+    public private(set) var pending: [BatchID] = []
+    private var lastSent: ContinuousClock.Instant
+
+    public init(credit: Int, delay: Duration = .milliseconds(10), now: ContinuousClock.Instant = .now) {
+        every = max(1, credit / 2)
+        self.delay = delay
+        lastSent = now
+    }
+
+    /// Adds a taken batch; true when the pending ones should go now.
+    public mutating func add(_ id: BatchID, now: ContinuousClock.Instant = .now) -> Bool {
+        pending.append(id)
+        return pending.count >= every || now - lastSent >= delay
+    }
+
+    /// True when some wait and the delay since the last message has passed.
+    public func isDue(now: ContinuousClock.Instant = .now) -> Bool { !pending.isEmpty && now - lastSent >= delay }
+
+    /// Milliseconds a receive may block before the pending ones are due; `idle` when none waits.
+    public func wait(idle: Int, now: ContinuousClock.Instant = .now) -> Int {
+        guard !pending.isEmpty else { return idle }
+        let left = delay - (now - lastSent)
+        return left <= .zero ? 0 : Int((left / .milliseconds(1)).rounded(.up))
+    }
+
+    /// The pending ids, to send in one message; restarts the delay when there were any.
+    public mutating func take(now: ContinuousClock.Instant = .now) -> [BatchID] {
+        guard !pending.isEmpty else { return [] }
+        defer { pending.removeAll(keepingCapacity: true) }
+        lastSent = now
+        return pending
     }
 }

@@ -140,6 +140,44 @@ import Testing
         #expect(result.malformedDropped == 6)
     }
 
+    @Test func acknowledgementsGoOutHalfTheCreditAtATimeOrTenMillisecondsLate() {
+        let t0 = ContinuousClock.now
+        var batcher = AcknowledgementBatcher(credit: 16, now: t0)
+        let ids = (0..<20).map { BatchID(kind: .train, epoch: 0, index: UInt32($0)) }
+        // A fast consumer: eight batches within a millisecond go out together, not one by one.
+        for i in 0..<7 {
+            let sent = batcher.add(ids[i], now: t0 + .microseconds(100 * i))
+            #expect(!sent)
+        }
+        #expect(!batcher.isDue(now: t0 + .milliseconds(1)))
+        #expect(batcher.wait(idle: 50, now: t0 + .milliseconds(1)) == 9)
+        let r1 = batcher.add(ids[7], now: t0 + .milliseconds(1))
+        #expect(r1)
+        let r2 = batcher.take(now: t0 + .milliseconds(1))
+        #expect(r2 == Array(ids[0..<8]))
+        let r3 = batcher.take(now: t0 + .milliseconds(1))
+        #expect(r3.isEmpty)
+        #expect(batcher.wait(idle: 50, now: t0 + .milliseconds(2)) == 50)
+        // One batch: due 10 ms after the last message, and the receive waits no longer than that.
+        let r4 = batcher.add(ids[8], now: t0 + .milliseconds(5))
+        #expect(!r4)
+        #expect(batcher.wait(idle: 50, now: t0 + .milliseconds(5)) == 6)
+        #expect(!batcher.isDue(now: t0 + .milliseconds(10)))
+        #expect(batcher.isDue(now: t0 + .milliseconds(11)))
+        #expect(batcher.wait(idle: 50, now: t0 + .milliseconds(12)) == 0)
+        let r5 = batcher.take(now: t0 + .milliseconds(12))
+        #expect(r5 == [ids[8]])
+        // A slow consumer, 10 ms or more per batch: every acknowledgement goes at once.
+        let r6 = batcher.add(ids[9], now: t0 + .milliseconds(22))
+        #expect(r6)
+        let r7 = batcher.take(now: t0 + .milliseconds(22))
+        #expect(r7 == [ids[9]])
+        // Credit 1: every batch at once.
+        var small = AcknowledgementBatcher(credit: 1, now: t0)
+        let r8 = small.add(ids[0], now: t0)
+        #expect(r8)
+    }
+
     @Test func aSlowConsumerBoundsWhatIsInFlight() throws {
         let dir = try prepared("slow", samples: 600, epochs: 1)
         let (sink, sinkOut, _) = try startBonestream(["sink", "--json", "--quiet", "--delay-ms", "10"], in: dir.path)
