@@ -21,7 +21,7 @@ public final class MappedFile: @unchecked Sendable {
             base = nil
             return
         }
-        guard let mapped = MappedFile.mapReadOnly(fd: fd, length: count) else {
+        guard let mapped = mmap(nil, count, PROT_READ, MAP_SHARED, fd, 0), mapped != MAP_FAILED else {
             throw FileSystemError(call: "mmap", path: path, code: errno)
         }
         base = UnsafeRawPointer(mapped)
@@ -29,36 +29,6 @@ public final class MappedFile: @unchecked Sendable {
 
     deinit {
         if let base { munmap(UnsafeMutableRawPointer(mutating: base), count) }
-    }
-
-    static let hugePage = 2 << 20
-
-    /// Maps `length` bytes of `fd` read-only and shared at a 2 MB-aligned address, advised for huge
-    /// pages (`MADV_HUGEPAGE`). Where the page cache holds the file in 2 MB folios (ext4 and xfs on
-    /// recent kernels, when a huge-page-advised mapping read it in), the kernel maps each with one
-    /// page-table entry: one TLB entry covers 2 MB instead of 4 KB. Random patch reads across a
-    /// whole cache miss the TLB far less, which matters most in a virtual machine, where every miss
-    /// walks two levels of page tables. Elsewhere the advice changes nothing. nil: errno says why.
-    public static func mapReadOnly(fd: Int32, length: Int) -> UnsafeMutableRawPointer? {
-        precondition(length > 0)
-        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
-        let span = (length + page - 1) / page * page
-        // Reserve room for an aligned start, map the file over it, give back what is left either side.
-        guard let reserved = mmap(nil, span + hugePage, PROT_NONE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0),
-              reserved != MAP_FAILED else { return nil }
-        let start = (Int(bitPattern: reserved) + hugePage - 1) / hugePage * hugePage
-        let aligned = UnsafeMutableRawPointer(bitPattern: start)!
-        guard let mapped = mmap(aligned, length, PROT_READ, MAP_SHARED | MAP_FIXED, fd, 0), mapped != MAP_FAILED else {
-            let code = errno
-            munmap(reserved, span + hugePage)
-            errno = code
-            return nil
-        }
-        let head = start - Int(bitPattern: reserved), tail = hugePage - head
-        if head > 0 { munmap(reserved, head) }
-        if tail > 0 { munmap(aligned + span, tail) }
-        _ = madvise(aligned, length, Int32(MADV_HUGEPAGE))
-        return mapped
     }
 
     /// All the bytes.

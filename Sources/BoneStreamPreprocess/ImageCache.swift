@@ -123,7 +123,7 @@ public final class ImageCache: @unchecked Sendable {
         guard fstat(fd, &info) == 0, Int(info.st_size) == length else {
             throw CacheError(path: imagesPath, reason: "size differs from \(manifest.count) images of \(size)x\(size)")
         }
-        guard let mapped = MappedFile.mapReadOnly(fd: fd, length: length) else {
+        guard let mapped = mmap(nil, length, PROT_READ, MAP_SHARED, fd, 0), mapped != MAP_FAILED else {
             throw FileSystemError(call: "mmap", path: imagesPath, code: errno)
         }
         base = mapped

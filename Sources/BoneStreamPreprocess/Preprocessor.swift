@@ -196,9 +196,6 @@ public enum Preprocessor {
             index += "\(slot),\(item.index),\(fingerprint.bytes),\(fingerprint.mtimeNs)\n"
         }
         try writer.commit()
-        // Written and synced: drop it from the page cache, so the first reader (a worker's mapping,
-        // advised for huge pages) reads it back in 2 MB folios the kernel can map whole (MappedFile).
-        MappedFile.evictFromPageCache(path: directory + "/" + imagesName)
         try AtomicFile.write(index, to: directory + "/" + indexName)
         var rejects = CSV.line(["index", "split", "path", "reason"])
         let byIndex = Dictionary(uniqueKeysWithValues: items.map { ($0.index, $0) })

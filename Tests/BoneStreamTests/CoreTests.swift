@@ -72,20 +72,4 @@ import Testing
         #expect(Parallel.map(count: 1000, grain: 7) { $0 * 2 } == (0..<1000).map { $0 * 2 })
         #expect(throws: Boom.self) { try Parallel.map(count: 100) { i -> Int in if i == 50 { throw Boom() }; return i } }
     }
-
-    @Test func aMappedFileStartsOnATwoMegabyteBoundaryAndReadsTheFile() throws {
-        let dir = try TemporaryDirectory()
-        // Not a multiple of a page or of 2 MB, so the unmapped slack either side is exercised.
-        let bytes = Data((0..<(3 << 20) + 12_345).map { UInt8(truncatingIfNeeded: $0 &* 131 &+ $0 >> 11) })
-        try bytes.write(to: URL(fileURLWithPath: dir.path + "/images.u8"))
-        MappedFile.evictFromPageCache(path: dir.path + "/images.u8")
-        for _ in 0..<3 {  // mapped and unmapped again: nothing leaks into the next mapping
-            let file = try MappedFile(path: dir.path + "/images.u8")
-            #expect(Int(bitPattern: file.bytes.baseAddress!) % (2 << 20) == 0)
-            #expect(file.count == bytes.count)
-            #expect(Data(file.bytes) == bytes)
-            #expect(Data(file.slice(2 << 20, 100)) == bytes[(2 << 20)..<(2 << 20) + 100])
-        }
-        #expect(throws: FileSystemError.self) { try MappedFile(path: dir.path + "/missing.u8") }
-    }
 }
