@@ -318,6 +318,11 @@ public final class Coordinator {
             process.arguments = ["worker", "--connect", options.controlEndpoint, "--quiet"]
             var environment = ProcessInfo.processInfo.environment
             environment["BONESTREAM_PARENT_PID"] = String(getpid())
+            // A worker never multiplies matrices, but OpenBLAS, linked into the same executable for
+            // the trainer, starts a thread per core as the process loads, and that thread spins about
+            // 90 ms of CPU before it sleeps: taken from the other workers and the consumer. One
+            // thread means none is started.
+            environment["OPENBLAS_NUM_THREADS"] = "1"
             process.environment = environment
             do {
                 try process.run()

@@ -259,6 +259,20 @@ import Testing
         var deadline = Date().addingTimeInterval(20)
         while processes(containing: marker).count < 2 && Date() < deadline { Thread.sleep(forTimeInterval: 0.05) }
         #expect(processes(containing: marker).count == 2)
+        // Local workers start without OpenBLAS's thread pool (its threads spin as a process loads,
+        // and a worker never multiplies matrices): no thread beyond the main one and ZeroMQ's.
+        // Looked at once ZeroMQ's I/O thread runs, so the libraries' start-up has long finished.
+        func threadNames(_ pid: Int32) -> [String] {
+            let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+            return tasks.compactMap { try? String(contentsOfFile: "/proc/\(pid)/task/\($0)/comm", encoding: .utf8) }
+                .map { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+        }
+        for pid in processes(containing: marker) {
+            deadline = Date().addingTimeInterval(10)
+            while !threadNames(pid).contains("ZMQbg/IO/0") && Date() < deadline { Thread.sleep(forTimeInterval: 0.02) }
+            let names = threadNames(pid)
+            #expect(names.contains("ZMQbg/IO/0") && names.filter { !$0.hasPrefix("ZMQbg/") }.count == 1, "worker \(pid) threads: \(names)")
+        }
         kill(produce.processIdentifier, SIGKILL)
         produce.waitUntilExit()
         deadline = Date().addingTimeInterval(10)
