@@ -65,8 +65,9 @@ struct OutputTarget {
 }
 
 /// The engine's threads: one per core, for every loop and every matrix product (each thread calls a
-/// single-threaded OpenBLAS on its share). OpenBLAS's own pool stays idle, so no thread spins or
-/// waits for another library's pool: two cores run two threads. The loops run on a fixed pool
+/// single-threaded OpenBLAS on its share). OpenBLAS's own pool stays idle (asleep once its threads'
+/// start-up spin, about 90 ms as the process loads, is over), so no thread waits for another library's
+/// pool: two cores run two threads. The loops run on a fixed pool
 /// (`CWorkPool`: the calling thread plus `count - 1` helpers) rather than Dispatch, whose
 /// concurrentPerform allocates on every call; with loop bodies that capture nothing, a warmed-up
 /// training step allocates nothing outside OpenBLAS (docs/engine.md).

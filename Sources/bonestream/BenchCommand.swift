@@ -169,7 +169,7 @@ extension BenchCommand {
         @Option(help: "Training samples per measured stream.")
         var samples = 200_000
 
-        @Option(help: "Rounds of every BoneStream measure and every reference without transport, in turn; each reports its best round.")
+        @Option(help: "Rounds of every measure (BoneStream, the Python references, the references without transport), in turn; each reports its best round.")
         var rounds = 2
 
         @Option(help: "Samples for the PyTorch DataLoader reference (it is slow).")
@@ -208,7 +208,25 @@ extension BenchCommand {
                 }
                 // Each producer thread its own builder and cache mapping, as each worker process has.
                 let handOffBuilders = try (0..<2).map { _ in try ProducerSetup(config: config).builder }
+                let cacheFolder = PreprocessOptions(config: config).cacheDirectory
+                let poolArgument = pool.map { $0.split(separator: ":")[0] }.joined(separator: ",")
+                /// The Python references, and our stream into the Python consumer (float32 conversion
+                /// included), in the same rounds as ours: every measure keeps its best round.
+                func python() throws {
+                    keep("python_pyzmq_2_producers", try runPython(["bench_stream_python.py", "--cache", cacheFolder, "--producers", "2",
+                                                                    "--samples", String(samples), "--pool", poolArgument, "--json"]))
+                    if let torch = try? runPython(["bench_torch_loader.py", "--cache", cacheFolder, "--workers", "2",
+                                                   "--samples", String(torchSamples), "--pool", poolArgument, "--json"]) {
+                        keep("python_torch_dataloader_2_workers", torch)
+                    }
+                    try config.apply(assignments: ["stream.workers=2", "stream.shared_memory=true"])
+                    try prepare(endpoint: data)
+                    let client = try startPython(["bonestream_client.py", "--control", control, "--data", data, "--bench", "--json"])
+                    _ = try Stages.produce(config)
+                    keep("python_client_2_workers", try finishPython(client, "bonestream_client.py"))
+                }
                 for _ in 0..<rounds {
+                    if !noPython { try python() }
                     try ours("1_worker", workers: 1)
                     try ours("2_workers", workers: 2)
                     try ours("2_workers_transport_only", workers: 2, readPixels: false)
@@ -225,20 +243,6 @@ extension BenchCommand {
                     }
                 }
 
-                if !noPython {
-                    let cacheFolder = PreprocessOptions(config: config).cacheDirectory
-                    let poolArgument = pool.map { $0.split(separator: ":")[0] }.joined(separator: ",")
-                    results["python_pyzmq_2_producers"] = try runPython(["bench_stream_python.py", "--cache", cacheFolder, "--producers", "2",
-                                                                          "--samples", String(samples), "--pool", poolArgument, "--json"])
-                    results["python_torch_dataloader_2_workers"] = try? runPython(["bench_torch_loader.py", "--cache", cacheFolder, "--workers", "2",
-                                                                                   "--samples", String(torchSamples), "--pool", poolArgument, "--json"])
-                    // Our stream into the Python consumer (float32 conversion included).
-                    try config.apply(assignments: ["stream.workers=2", "stream.shared_memory=true"])
-                    try prepare(endpoint: data)
-                    let client = try startPython(["bonestream_client.py", "--control", control, "--data", data, "--bench", "--json"])
-                    _ = try Stages.produce(config)
-                    results["python_client_2_workers"] = try finishPython(client, "bonestream_client.py")
-                }
                 if json {
                     say(String(decoding: try JSONSerialization.data(withJSONObject: results, options: [.sortedKeys]), as: UTF8.self))
                     return
