@@ -16,6 +16,10 @@ public struct ReceiverCounts: Sendable {
     /// Planned batches of the (kind, epoch)s seen that never arrived.
     public var gaps = 0
     public var sharedMemoryBatches = 0
+    /// Of those, batches taken from local workers' queues rather than the socket.
+    public var queuedBatches = 0
+    /// Queue entries skipped: their slot had been taken back by its producer.
+    public var staleQueued = 0
     public var pixelBytes = 0
     /// From the first message to the last batch handed over (not the wait for stragglers after END).
     public var seconds = 0.0
@@ -34,6 +38,8 @@ public final class BatchReceiver {
     /// Acknowledge a batch only when `acknowledge(_:)` is called (the consumer has taken it), not
     /// when the handler returns: what a consumer holds then counts against its credit.
     public var deferAcknowledgements = false
+    /// Take batches from local workers' shared-memory queues (attach to each slot file seen).
+    public var useLocalQueue = true
     private let lock = NSLock()
     private var acknowledgedElsewhere: [BatchID] = []
     private var stopRequested = false
@@ -83,7 +89,16 @@ public final class BatchReceiver {
         var seen = Set<BatchID>()
         var expected: [EpochKey: UInt32] = [:]  // batches in each (kind, epoch) seen
         var start: Date?, lastAccepted: Date?
-        let pixelSource = PixelSource()
+        // Local workers publish to the queue in their slot file once this consumer has attached to it
+        // (docs/protocol.md, "Local queue"); without a FIFO for the bell, everything comes by socket.
+        let pixelSource: PixelSource
+        do {
+            pixelSource = try PixelSource(queue: useLocalQueue)
+        } catch {
+            logger.warning("\(name): \(error); taking every batch from the socket")
+            pixelSource = try PixelSource()
+        }
+        let queue = pixelSource.reader
         var acknowledgements = AcknowledgementBatcher(credit: credit)
         func flushAcknowledgements() throws {
             let ids = acknowledgements.take()
@@ -96,7 +111,7 @@ public final class BatchReceiver {
 
         /// Checks, deduplicates, hands over and acknowledges one message. Every message, during the
         /// stream or queued after END, goes through here.
-        func accept(_ frames: [Data]) throws {
+        func accept(_ frames: [Data], queued: Bool = false) throws {
             start = start ?? Date()
             let header: BatchHeader
             do {
@@ -137,6 +152,7 @@ public final class BatchReceiver {
             counts.samples += Int(header.count)
             counts.pixelBytes += header.pixelBytes
             if header.sharedPixels { counts.sharedMemoryBatches += 1 }
+            if queued { counts.queuedBatches += 1 }
         }
 
         /// Acknowledgements and a stop request from the consumer's other threads.
@@ -155,17 +171,40 @@ public final class BatchReceiver {
         let idleWait = deferAcknowledgements ? 5 : 50
         while !ended && !shouldStop() {
             try takeRequests()
-            if let frames = try data.receive(timeoutMs: acknowledgements.wait(idle: idleWait)) {
+            queue.heartbeat()
+            var took = false
+            if let frames = queue.takeQueued() {
+                try accept(frames, queued: true)
+                took = true
+            }
+            if let frames = try data.receive(timeoutMs: 0) {
                 try accept(frames)
-            } else if acknowledgements.isDue() {
-                try flushAcknowledgements()
+                took = true
+            }
+            if !took {
+                let wait = acknowledgements.wait(idle: idleWait)
+                if wait > 0 {
+                    // Sleep only once attached producers know to ring the bell.
+                    if queue.prepareToSleep() { _ = try data.poll(timeoutMs: wait, orReadable: queue.bellDescriptor) }
+                    queue.awake()
+                }
+                if acknowledgements.isDue() { try flushAcknowledgements() }
             }
             while let message = try control.receive(timeoutMs: 0) {
                 if Command(frame: message[0]) == .end { ended = true }
             }
         }
         // Take what is already queued after END.
-        while let frames = try data.receive(timeoutMs: 100) { try accept(frames) }
+        while true {
+            if let frames = queue.takeQueued() {
+                try accept(frames, queued: true)
+            } else if let frames = try data.receive(timeoutMs: 100) {
+                try accept(frames)
+            } else {
+                break
+            }
+        }
+        counts.staleQueued = queue.staleQueued
         try takeRequests()
         try flushAcknowledgements()
         for (key, count) in expected {

@@ -5,9 +5,17 @@ import Foundation
 
 /// Resolves batch pixels for a consumer. Not thread-safe: one per receiving thread.
 public final class PixelSource {
-    private let reader = SharedSlotReader()
+    /// The slot files' reader; with `queue`, also where batches published to local queues are taken.
+    public let reader: SharedSlotReader
 
-    public init() {}
+    public init() {
+        reader = SharedSlotReader()
+    }
+
+    /// With `queue`: also takes batches from local workers' queues (`reader.takeQueued()`).
+    public init(queue: Bool) throws {
+        reader = try SharedSlotReader(queue: queue)
+    }
 
     /// Calls `body` with the batch's pixels (`header.pixelBytes` bytes), then hands a shared slot back
     /// to its producer, also when `body` throws. Throws for a slot reference that does not resolve.

@@ -22,6 +22,8 @@ public struct SinkReport: Codable, Sendable {
     public var meanPixel = 0.0
     /// Batches whose pixels came through shared memory rather than the socket.
     public var sharedMemoryBatches = 0
+    /// Of those, batches taken from local workers' queues (no message on the socket).
+    public var queuedBatches = 0
     /// SHA-256 over every accepted batch's frames in (kind, epoch, index) order: equal streams, equal digests
     /// (live or replayed, pixels inline or in shared memory).
     public var digest = ""
@@ -38,6 +40,9 @@ public final class Sink {
     public var delayPerBatch: TimeInterval = 0
     /// Read every pixel (their sum gives `meanPixel`), as a consumer converting them would.
     public var readPixels = true
+    /// Take local workers' batches from their queues (docs/protocol.md, "Local queue"); false: every
+    /// message by socket, as before the queue.
+    public var useLocalQueue = true
     /// Hash every accepted batch (for comparing streams); costs about as much as the transport.
     public var computeDigest = false
 
@@ -52,6 +57,7 @@ public final class Sink {
     /// returns one credit.
     public func run(shouldStop: @escaping () -> Bool = { false }) throws -> SinkReport {
         let receiver = BatchReceiver(dataEndpoint: dataEndpoint, controlEndpoint: controlEndpoint, credit: credit, logger: logger, name: "sink")
+        receiver.useLocalQueue = useLocalQueue
         var digests: [BatchID: Data] = [:]
         var pixelSum: UInt64 = 0
         let counts = try receiver.run(shouldStop: shouldStop) { header, frames, pixels in
@@ -69,6 +75,7 @@ public final class Sink {
         report.malformedDropped = counts.malformedDropped
         report.gaps = counts.gaps
         report.sharedMemoryBatches = counts.sharedMemoryBatches
+        report.queuedBatches = counts.queuedBatches
         report.seconds = counts.seconds
         var total = Hashing.Incremental()
         for id in digests.keys.sorted() { total.update(digests[id]!) }

@@ -39,6 +39,9 @@ public final class Worker {
     private let parentPID: pid_t?
     /// Batches requested ahead, so a worker is never idle while a request travels.
     private let prefetch = 8
+    /// Slots a worker fills ahead of a consumer attached to its queue: it waits for the consumer
+    /// rather than write into colder memory (docs/performance.md, "A local queue").
+    private let queueDepth = 2
 
     public init(controlEndpoint: String, logger: Logger, parentPID: pid_t? = nil) {
         self.controlEndpoint = controlEndpoint
@@ -86,7 +89,8 @@ public final class Worker {
         var slots: SharedSlotFile?
         if config.bool("stream.shared_memory") && dataEndpoint.hasPrefix("ipc://") {
             do {
-                slots = try SharedSlotFile(slots: config.int("stream.credit") + prefetch, slotBytes: batchSize * patchBytes)
+                slots = try SharedSlotFile(slots: config.int("stream.credit") + prefetch, slotBytes: batchSize * patchBytes,
+                                           messageBytes: BatchHeader.size + batchSize * SampleLabel.size)
             } catch {
                 logger.warning("worker \(getpid()): \(error); sending pixels over the socket instead")
             }
@@ -121,7 +125,7 @@ public final class Worker {
             var slot: Int?
             if let slots {
                 // Waits while every slot is with the consumer; heartbeats keep going meanwhile.
-                guard let taken = slots.acquire(shouldGiveUp: {
+                guard let taken = slots.acquire(queueDepth: queueDepth, shouldGiveUp: {
                     try? heartbeatIfDue()
                     return shouldStop() || parentGone()
                 }) else { return false }
@@ -138,7 +142,22 @@ public final class Worker {
             let pixelFrame: MessageBuffer
             if let slot, let slots {
                 header.flags |= BatchHeader.flagSharedPixels
-                pixelFrame = MessageBuffer(copying: Data(slots.reference(slot: slot, length: header.pixelBytes).encoded()))
+                let reference = slots.reference(slot: slot, length: header.pixelBytes).encoded()
+                // A consumer attached to this file's queue takes the batch from there: no message.
+                if slots.consumerListening() {
+                    let headerBytes = header.encoded()
+                    let published = headerBytes.withUnsafeBytes { headerFrame in
+                        reference.withUnsafeBytes { referenceFrame in
+                            slots.publish(slot: slot, frames: [headerFrame, referenceFrame,
+                                                               UnsafeRawBufferPointer(start: labels.base, count: n * SampleLabel.size)])
+                        }
+                    }
+                    if published {
+                        pushed.append(id.encoded)
+                        return true
+                    }
+                }
+                pixelFrame = MessageBuffer(copying: Data(reference))
             } else {
                 // A short last batch sends only its filled part.
                 pixelFrame = n == batchSize ? inline! : MessageBuffer(copying: Data(bytes: inline!.base, count: n * patchBytes))

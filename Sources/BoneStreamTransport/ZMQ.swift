@@ -145,16 +145,23 @@ public final class ZMQSocket {
         return more != 0
     }
 
-    /// True when a message can be received within `timeoutMs`.
-    public func poll(timeoutMs: Int) throws -> Bool {
-        var item = zmq_pollitem_t(socket: raw, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0)
-        while true {
-            let n = zmq_poll(&item, 1, timeoutMs)
-            if n < 0 {
-                if zmq_errno() == EINTR { continue }
-                throw ZMQError("zmq_poll")
+    /// True when a message can be received within `timeoutMs`, or (with `descriptor`) that file
+    /// descriptor became readable.
+    public func poll(timeoutMs: Int, orReadable descriptor: Int32? = nil) throws -> Bool {
+        // Two items side by side on the stack (a homogeneous tuple is laid out as an array).
+        var items = (zmq_pollitem_t(socket: raw, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0),
+                     zmq_pollitem_t(socket: nil, fd: descriptor ?? -1, events: Int16(ZMQ_POLLIN), revents: 0))
+        let count: Int32 = descriptor == nil ? 1 : 2
+        return try withUnsafeMutableBytes(of: &items) { bytes in
+            let first = bytes.baseAddress!.assumingMemoryBound(to: zmq_pollitem_t.self)
+            while true {
+                let n = zmq_poll(first, count, timeoutMs)
+                if n < 0 {
+                    if zmq_errno() == EINTR { continue }
+                    throw ZMQError("zmq_poll")
+                }
+                return n > 0
             }
-            return n > 0
         }
     }
 }

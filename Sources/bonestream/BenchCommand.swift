@@ -202,9 +202,9 @@ extension BenchCommand {
                 var results: [String: Double] = [:]
                 /// A measure keeps its best round: this machine's speed swings between phases.
                 func keep(_ key: String, _ value: Double) { results[key] = max(results[key] ?? 0, value) }
-                func ours(_ key: String, workers: Int, sharedMemory: Bool = true, readPixels: Bool = true) throws {
+                func ours(_ key: String, workers: Int, sharedMemory: Bool = true, readPixels: Bool = true, localQueue: Bool = true) throws {
                     try config.apply(assignments: ["stream.workers=\(workers)", "stream.shared_memory=\(sharedMemory)"])
-                    keep(key, try Stages.streamReport(config, readPixels: readPixels).patchesPerSecond)
+                    keep(key, try Stages.streamReport(config, readPixels: readPixels, localQueue: localQueue).patchesPerSecond)
                 }
                 // Each producer thread its own builder and cache mapping, as each worker process has.
                 let handOffBuilders = try (0..<2).map { _ in try ProducerSetup(config: config).builder }
@@ -230,6 +230,7 @@ extension BenchCommand {
                     try ours("1_worker", workers: 1)
                     try ours("2_workers", workers: 2)
                     try ours("2_workers_transport_only", workers: 2, readPixels: false)
+                    try ours("2_workers_no_queue", workers: 2, localQueue: false)
                     try ours("2_workers_socket", workers: 2, sharedMemory: false)
                     // The same pool's raw augmentation rate on two cores, reading the cache through the
                     // same kind of mapping as the workers (the cache's images lie one after another).
@@ -260,6 +261,7 @@ extension BenchCommand {
                 row("bonestream, 1 worker (sink reads every pixel)", "1_worker", sameWithout: "hand_off_1")
                 row("bonestream, 2 workers (sink reads every pixel)", "2_workers", sameWithout: "hand_off_2")
                 row("bonestream, 2 workers, transport only (sink reads no pixel)", "2_workers_transport_only", sameWithout: "hand_off_2_no_read")
+                row("bonestream, 2 workers, slot references by socket (no local queue)", "2_workers_no_queue", sameWithout: "hand_off_2")
                 row("bonestream, 2 workers, pixels through the socket", "2_workers_socket")
                 row("bonestream, 2 workers -> Python client (float32 out)", "python_client_2_workers")
                 row("python: 2 pyzmq producers -> consumer (strongest)", "python_pyzmq_2_producers")

@@ -56,8 +56,8 @@ enum Stages {
     }
 
     /// The sink's report of one stream run (for benchmarks).
-    static func streamReport(_ config: PipelineConfig, readPixels: Bool = true) throws -> SinkReport {
-        try streamRun(config, readPixels: readPixels).0
+    static func streamReport(_ config: PipelineConfig, readPixels: Bool = true, localQueue: Bool = true) throws -> SinkReport {
+        try streamRun(config, readPixels: readPixels, localQueue: localQueue).0
     }
 
     /// The coordinator and its local workers in this process, for a consumer running elsewhere.
@@ -72,11 +72,12 @@ enum Stages {
         return try Coordinator(options: options, config: config, logger: coordinatorLogger).run(shouldStop: shouldStop)
     }
 
-    private static func streamRun(_ config: PipelineConfig, readPixels: Bool = true) throws -> (SinkReport, CoordinatorStatus) {
+    private static func streamRun(_ config: PipelineConfig, readPixels: Bool = true, localQueue: Bool = true) throws -> (SinkReport, CoordinatorStatus) {
         try prepare(endpoint: config.string("stream.data"))
         let sink = Sink(dataEndpoint: config.string("stream.data"), controlEndpoint: config.string("stream.control"),
                         credit: config.int("stream.credit"), logger: Log.logger("sink"))
         sink.readPixels = readPixels
+        sink.useLocalQueue = localQueue
         let box = SinkBox(sink)
         let thread = Thread { box.run() }
         thread.start()

@@ -96,6 +96,9 @@ struct SinkCommand: ParsableCommand {
     @Flag(help: "Do not read the pixels (no mean gray): measures the transport alone.")
     var skipPixels = false
 
+    @Flag(help: "Take every batch from the socket, none from local workers' shared-memory queues (to compare).")
+    var noQueue = false
+
     func run() throws {
         try reportingErrors {
             let config = try global.load(flags: [("stream.data", bind, "--bind")])
@@ -106,12 +109,13 @@ struct SinkCommand: ParsableCommand {
             sink.delayPerBatch = Double(delayMs) / 1000
             sink.computeDigest = digest
             sink.readPixels = !skipPixels
+            sink.useLocalQueue = !noQueue
             let report = try sink.run(shouldStop: { StopSignal.isRaised })
             if json {
                 say(String(decoding: try JSONFile.encode(report), as: UTF8.self).replacingOccurrences(of: "\n", with: " "))
             } else {
-                say(String(format: "sink: %d batches (%d through shared memory), %d patches, %.0f patches/s, %.1f MB/s, %d duplicates dropped, %d malformed dropped, %d gaps, mean gray %.1f",
-                           report.batches, report.sharedMemoryBatches, report.samples, report.patchesPerSecond, report.megabytesPerSecond,
+                say(String(format: "sink: %d batches (%d through shared memory, %d of them queued), %d patches, %.0f patches/s, %.1f MB/s, %d duplicates dropped, %d malformed dropped, %d gaps, mean gray %.1f",
+                           report.batches, report.sharedMemoryBatches, report.queuedBatches, report.samples, report.patchesPerSecond, report.megabytesPerSecond,
                            report.duplicatesDropped, report.malformedDropped, report.gaps, report.meanPixel))
             }
         }

@@ -105,4 +105,177 @@ import Testing
         #expect(resolved.pixels == inline.pixels && resolved.labels == inline.labels)
         #expect(file.taken == 0, "resolving hands the slot back")
     }
+
+    // MARK: The local queue (docs/protocol.md, "Local queue")
+
+    /// Fills `slot` with a pattern, as a worker builds a batch.
+    private func fill(_ file: SharedSlotFile, _ slot: Int, _ seed: Int, _ count: Int) {
+        for i in 0..<count { file.bytes(slot).storeBytes(of: UInt8(truncatingIfNeeded: i &* 31 &+ seed), toByteOffset: i, as: UInt8.self) }
+    }
+
+    /// What a consumer does with the first message it gets by socket: maps the file (and attaches).
+    private func attach(_ reader: SharedSlotReader, _ file: SharedSlotFile) throws {
+        let slot = try #require(file.acquire(shouldGiveUp: { true }))
+        let reference = file.reference(slot: slot, length: 16)
+        _ = try reader.bytes(reference)
+        reader.release(reference)
+    }
+
+    /// Publishes `slot` with three frames as a worker does: header, slot reference, labels.
+    private func publish(_ file: SharedSlotFile, _ slot: Int, length: Int, tag: UInt8) -> [Data] {
+        let frames = [Data([tag, 1, 2, 3]), Data(file.reference(slot: slot, length: length).encoded()), Data(repeating: tag, count: 48)]
+        let published = frames[0].withUnsafeBytes { a in frames[1].withUnsafeBytes { b in frames[2].withUnsafeBytes { c in
+            file.publish(slot: slot, frames: [a, b, c])
+        } } }
+        #expect(published)
+        return frames
+    }
+
+    private func readable(_ fd: Int32) -> Bool {
+        var item = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        return poll(&item, 1, 0) == 1
+    }
+
+    @Test func batchesPublishedToTheQueueArriveInOrderWithTheirFramesAndPixels() throws {
+        let file = try SharedSlotFile(slots: 4, slotBytes: 4096, messageBytes: 200)
+        let reader = try SharedSlotReader(queue: true)
+        #expect(!file.consumerListening(), "no consumer has attached yet")
+        try attach(reader, file)
+        #expect(reader.attachedQueues == 1 && file.consumerListening())
+        var sent: [[Data]] = []
+        for tag in 0..<3 {
+            let slot = try #require(file.acquire(shouldGiveUp: { true }))
+            fill(file, slot, tag, 4096)
+            sent.append(publish(file, slot, length: 4096, tag: UInt8(tag)))
+        }
+        #expect(file.taken == 3)
+        for tag in 0..<3 {
+            let frames = try #require(reader.takeQueued())
+            #expect(frames == sent[tag], "entry \(tag) in publishing order, frames intact")
+            let reference = try frames[1].withUnsafeBytes { try SlotReference(decoding: $0) }
+            let pixels = try reader.bytes(reference)
+            #expect((0..<4096).allSatisfy { pixels[$0] == UInt8(truncatingIfNeeded: $0 &* 31 &+ tag) })
+            reader.release(reference)
+        }
+        #expect(reader.takeQueued() == nil && file.taken == 0 && reader.staleQueued == 0)
+        // Frames that do not fit the message area go over the socket instead.
+        let slot = try #require(file.acquire(shouldGiveUp: { true }))
+        let big = Data(count: 400)
+        #expect(!big.withUnsafeBytes { file.publish(slot: slot, frames: [$0]) })
+        #expect(reader.takeQueued() == nil)
+    }
+
+    @Test func theBellRingsOnlyForAConsumerAboutToSleep() throws {
+        let file = try SharedSlotFile(slots: 4, slotBytes: 64, messageBytes: 100)
+        let reader = try SharedSlotReader(queue: true)
+        let bell = try #require(reader.bellDescriptor)
+        try attach(reader, file)
+        _ = publish(file, try #require(file.acquire(shouldGiveUp: { true })), length: 64, tag: 1)
+        #expect(!readable(bell), "an awake consumer looks at the queue anyway: no bell")
+        #expect(!reader.prepareToSleep(), "something waits: do not sleep")
+        reader.awake()
+        _ = try #require(reader.takeQueued())
+        #expect(reader.prepareToSleep(), "the queue is empty: sleep")
+        _ = publish(file, try #require(file.acquire(shouldGiveUp: { true })), length: 64, tag: 2)
+        #expect(readable(bell), "published while the consumer sleeps: the bell rang")
+        reader.awake()
+        #expect(!readable(bell), "awake() empties the bell")
+        #expect(reader.takeQueued()?.first == Data([2, 1, 2, 3]))
+    }
+
+    @Test func aQueueEntryWhoseSlotWasTakenBackIsSkipped() throws {
+        let file = try SharedSlotFile(slots: 1, slotBytes: 64, messageBytes: 100)
+        let reader = try SharedSlotReader(queue: true)
+        try attach(reader, file)
+        file.reclaimAfterMilliseconds = 20
+        _ = publish(file, try #require(file.acquire(shouldGiveUp: { true })), length: 64, tag: 1)
+        Thread.sleep(forTimeInterval: 0.05)
+        // The producer takes the slot back (its consumer looked gone) before the entry was taken.
+        #expect(file.acquire(shouldGiveUp: { true }) == 0)
+        #expect(reader.takeQueued() == nil && reader.staleQueued == 1, "the entry no longer matches its slot's message")
+    }
+
+    @Test func damagedQueueEntriesAreSkippedNotCrashes() throws {
+        let file = try SharedSlotFile(slots: 2, slotBytes: 64, messageBytes: 100)
+        let reader = try SharedSlotReader(queue: true)
+        try attach(reader, file)
+        // Map the file as a stranger would and damage what the producer wrote (offsets: docs/protocol.md).
+        let fd = open(file.path, O_RDWR)
+        defer { close(fd) }
+        var info = stat()
+        fstat(fd, &info)
+        let base = try #require(mmap(nil, Int(info.st_size), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0))
+        defer { munmap(base, Int(info.st_size)) }
+        #expect(base.load(as: UInt32.self) == 0x5152_5342, "the control page starts with BSRQ")
+        let stride = Int(base.load(fromByteOffset: 12, as: UInt32.self)), messages = Int(base.load(fromByteOffset: 32, as: UInt64.self))
+        let ring = Int(base.load(fromByteOffset: 24, as: UInt64.self))
+        let a = try #require(file.acquire(shouldGiveUp: { true }))
+        _ = publish(file, a, length: 64, tag: 1)
+        (base + messages + a * stride).storeBytes(of: UInt32(99), toByteOffset: 8, as: UInt32.self)  // frame count
+        #expect(reader.takeQueued() == nil && reader.staleQueued == 1)
+        reader.release(file.reference(slot: a, length: 64))
+        let b = try #require(file.acquire(shouldGiveUp: { true }))
+        _ = publish(file, b, length: 64, tag: 2)
+        (base + messages + b * stride).storeBytes(of: UInt32(1 << 30), toByteOffset: 12, as: UInt32.self)  // a frame's length
+        #expect(reader.takeQueued() == nil && reader.staleQueued == 2)
+        reader.release(file.reference(slot: b, length: 64))
+        let c = try #require(file.acquire(shouldGiveUp: { true }))
+        _ = publish(file, c, length: 64, tag: 3)
+        let head = base.load(fromByteOffset: 64, as: UInt64.self)
+        (base + ring + Int((head - 1) % 2) * 4).storeBytes(of: UInt32(7_000_000), as: UInt32.self)  // a slot that does not exist
+        #expect(reader.takeQueued() == nil && reader.staleQueued == 3)
+        reader.release(file.reference(slot: c, length: 64))
+        // The queue still works afterwards.
+        let sent = publish(file, try #require(file.acquire(shouldGiveUp: { true })), length: 64, tag: 4)
+        #expect(reader.takeQueued() == sent)
+    }
+
+    @Test func aConsumerThatStopsBeatingOrLeavesIsNoLongerPublishedTo() throws {
+        let file = try SharedSlotFile(slots: 2, slotBytes: 64, messageBytes: 100)
+        file.consumerTimeoutMilliseconds = 100
+        var reader: SharedSlotReader? = try SharedSlotReader(queue: true)
+        try attach(reader!, file)
+        #expect(file.consumerListening())
+        Thread.sleep(forTimeInterval: 0.25)
+        reader!.heartbeat()
+        #expect(file.consumerListening(), "a heartbeat keeps it listened to")
+        Thread.sleep(forTimeInterval: 0.25)
+        #expect(!file.consumerListening(), "silent for longer than the timeout (killed, say)")
+        reader!.heartbeat()
+        #expect(file.consumerListening())
+        reader = nil
+        #expect(!file.consumerListening(), "a consumer that leaves detaches at once")
+        // A new consumer attaches to a file its predecessor held.
+        let next = try SharedSlotReader(queue: true)
+        try attach(next, file)
+        #expect(next.attachedQueues == 1 && file.consumerListening())
+    }
+
+    @Test func whileAConsumerListensAWorkerWaitsForTheFirstSlotsAndTheReleaseWakesIt() throws {
+        let file = try SharedSlotFile(slots: 6, slotBytes: 64, messageBytes: 100)
+        let reader = try SharedSlotReader(queue: true)
+        try attach(reader, file)
+        let first = try #require(file.acquire(queueDepth: 2, shouldGiveUp: { true }))
+        let second = try #require(file.acquire(queueDepth: 2, shouldGiveUp: { true }))
+        #expect(first == 0 && second == 1)
+        #expect(file.acquire(queueDepth: 2, shouldGiveUp: { true }) == nil, "both are with the consumer: wait")
+        // The consumer releases slot 0 from another thread while the producer waits.
+        let reference = file.reference(slot: 0, length: 64)
+        let released = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            Thread.sleep(forTimeInterval: 0.05)
+            let consumer = SharedSlotReader()  // any reader's release wakes it
+            _ = try? consumer.bytes(reference)
+            consumer.release(reference)
+            released.signal()
+        }
+        let start = Date()
+        #expect(file.acquire(queueDepth: 2, shouldGiveUp: { reader.heartbeat(); return false }) == 0)
+        // Unwoken, it would sleep its full second.
+        #expect(Date().timeIntervalSince(start) < 0.6, "the release wakes the waiting producer")
+        released.wait()
+        // With no consumer listening the worker uses every slot rather than wait.
+        file.consumerTimeoutMilliseconds = 0
+        #expect(file.acquire(queueDepth: 2, shouldGiveUp: { true }) == 2)
+    }
 }

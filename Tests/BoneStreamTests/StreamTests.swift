@@ -44,6 +44,7 @@ import Testing
         var gaps: Int
         var digest: String
         var sharedMemoryBatches: Int
+        var queuedBatches: Int
         var meanPixel: Double
     }
 
@@ -70,8 +71,13 @@ import Testing
         #expect(!one.digest.isEmpty && three.digest == one.digest, "the same seed gives the same batches whatever the number of workers")
         // ipc:// goes through shared memory by default; pixels through the socket are the same bytes.
         #expect(one.sharedMemoryBatches == one.batches && three.sharedMemoryBatches == three.batches)
+        // Once the sink has mapped a worker's slot file, that worker publishes to the file's queue.
+        #expect(one.queuedBatches > 0 && three.queuedBatches > 0, "\(one.queuedBatches) of \(one.batches), \(three.queuedBatches) of \(three.batches)")
+        let (noQueue, _) = try stream(dir, workers: 2, sinkArgs: ["--no-queue"])
+        #expect(noQueue.samples == expected && noQueue.queuedBatches == 0 && noQueue.sharedMemoryBatches == noQueue.batches)
+        #expect(noQueue.digest == one.digest, "references by socket or by queue: the same batches")
         let (socket, _) = try stream(dir, workers: 2, produceArgs: ["--set", "stream.shared_memory=false"])
-        #expect(socket.samples == expected && socket.gaps == 0 && socket.sharedMemoryBatches == 0)
+        #expect(socket.samples == expected && socket.gaps == 0 && socket.sharedMemoryBatches == 0 && socket.queuedBatches == 0)
         #expect(socket.digest == one.digest, "shared memory and the socket deliver the same batches")
         #expect(socket.meanPixel == one.meanPixel && one.meanPixel > 5 && one.meanPixel < 250, "the sink read real pixels: \(one.meanPixel)")
     }
