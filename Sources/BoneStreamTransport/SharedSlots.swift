@@ -338,6 +338,7 @@ public final class SharedSlotReader {
     private var nextQueue = 0
     private var lastHeartbeat: UInt64 = 0
     private var bell: (path: String, fd: Int32)?
+    private let pid = UInt32(getpid())
     /// Queue entries skipped because their slot had been taken back by its producer (or were damaged).
     public private(set) var staleQueued = 0
 
@@ -360,7 +361,7 @@ public final class SharedSlotReader {
 
     deinit {
         // Producers stop publishing at once rather than after the heartbeat timeout.
-        for queue in queues where bs_load_acquire_u32(queue.base + SlotFileLayout.consumerAt) == UInt32(getpid()) {
+        for queue in queues where holds(queue) {
             bs_store_release_u32(queue.base + SlotFileLayout.consumerAt, 0)
         }
         for mapping in mappings.values { munmap(mapping.base, mapping.size) }
@@ -382,8 +383,11 @@ public final class SharedSlotReader {
         let now = SharedMemory.milliseconds()
         guard now &- lastHeartbeat >= SlotFileLayout.heartbeatEveryMilliseconds else { return }
         lastHeartbeat = now
-        for queue in queues { bs_store_relaxed_u64(queue.base + SlotFileLayout.heartbeatAt, now) }
+        for queue in queues where holds(queue) { bs_store_relaxed_u64(queue.base + SlotFileLayout.heartbeatAt, now) }
     }
+
+    /// False once another consumer took the queue over (this one looked dead to it).
+    private func holds(_ queue: Queue) -> Bool { bs_load_acquire_u32(queue.base + SlotFileLayout.consumerAt) == pid }
 
     /// The frames of the next batch a producer published to its queue (taking turns between
     /// producers), or nil when every queue is empty. Its slot is released like any other, through
@@ -394,7 +398,7 @@ public final class SharedSlotReader {
             let queue = queues[(nextQueue + turn) % queues.count]
             let base = queue.base
             let tail = bs_load_relaxed_u64(base + SlotFileLayout.tailAt)
-            guard tail < bs_load_acquire_u64(base + SlotFileLayout.headAt) else {
+            guard tail < bs_load_acquire_u64(base + SlotFileLayout.headAt), holds(queue) else {
                 turn += 1
                 continue
             }
@@ -528,7 +532,8 @@ public final class SharedSlotReader {
         let now = SharedMemory.milliseconds()
         let holder = bs_load_acquire_u32(base + SlotFileLayout.consumerAt)
         let heartbeat = bs_load_relaxed_u64(base + SlotFileLayout.heartbeatAt)
-        guard holder == 0 || holder == UInt32(getpid()) || now &- heartbeat > SlotFileLayout.heartbeatTimeoutMilliseconds else { return }
+        let stale = heartbeat <= now && now - heartbeat > SlotFileLayout.heartbeatTimeoutMilliseconds
+        guard holder == 0 || holder == pid || stale else { return }
         let bellPath = Array(bell.path.utf8)
         guard bellPath.count <= SlotFileLayout.bellPathMax else { return }
         bs_store_release_u32(base + SlotFileLayout.consumerAt, 0)
@@ -536,7 +541,7 @@ public final class SharedSlotReader {
         bs_store_release_u32(base + SlotFileLayout.bellLengthAt, UInt32(bellPath.count))
         bs_store_relaxed_u64(base + SlotFileLayout.heartbeatAt, now)
         bs_store_release_u32(base + SlotFileLayout.sleepingAt, 0)
-        bs_store_release_u32(base + SlotFileLayout.consumerAt, UInt32(getpid()))
+        bs_store_release_u32(base + SlotFileLayout.consumerAt, pid)
         queues.append(Queue(path: path, base: base, slotCount: slotCount, ringOffset: ring, messageOffset: messages, messageStride: stride))
     }
 

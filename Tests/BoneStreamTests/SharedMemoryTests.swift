@@ -278,4 +278,20 @@ import Testing
         file.consumerTimeoutMilliseconds = 0
         #expect(file.acquire(queueDepth: 2, shouldGiveUp: { true }) == 2)
     }
+
+    @Test func aConsumerWhoseQueueWasTakenOverTakesNothingFromIt() throws {
+        let file = try SharedSlotFile(slots: 2, slotBytes: 64, messageBytes: 100)
+        let reader = try SharedSlotReader(queue: true)
+        try attach(reader, file)
+        _ = publish(file, try #require(file.acquire(shouldGiveUp: { true })), length: 64, tag: 1)
+        // Another consumer (pid 1 here) took the queue over while this one looked dead.
+        let fd = open(file.path, O_RDWR)
+        defer { close(fd) }
+        let base = try #require(mmap(nil, 4096, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0))
+        defer { munmap(base, 4096) }
+        base.storeBytes(of: UInt32(1), toByteOffset: 128, as: UInt32.self)
+        #expect(reader.takeQueued() == nil, "the entry is the new consumer's")
+        base.storeBytes(of: UInt32(getpid()), toByteOffset: 128, as: UInt32.self)
+        #expect(reader.takeQueued()?.first == Data([1, 1, 2, 3]))
+    }
 }
