@@ -128,7 +128,8 @@ public final class SharedSlotFile {
     /// A consumer attached to the queue whose heartbeat is older than this is gone: messages go over
     /// the socket again.
     public var consumerTimeoutMilliseconds = SlotFileLayout.heartbeatTimeoutMilliseconds
-    private var bell: (path: String, fd: Int32)?
+    /// The consumer's bell, open for writing, and the path it was opened by.
+    private var bell: (path: [UInt8], fd: Int32)?
 
     /// `messageBytes`: room beside each slot for a queued message's header and labels (0: no queue).
     public init(slots: Int, slotBytes: Int, messageBytes: Int = 0, directory: String = SharedMemory.directory) throws {
@@ -287,16 +288,18 @@ public final class SharedSlotFile {
     private func ringBell() {
         let length = Int(bs_load_acquire_u32(base + SlotFileLayout.bellLengthAt))
         guard length > 0, length <= SlotFileLayout.bellPathMax else { return }
-        let path = String(decoding: UnsafeRawBufferPointer(start: base + SlotFileLayout.bellPathAt, count: length), as: UTF8.self)
-        if bell?.path != path {
+        let written = UnsafeRawBufferPointer(start: base + SlotFileLayout.bellPathAt, count: length)
+        // The path is compared byte for byte with the open one: no string made per ring.
+        if bell.map({ $0.path.count != length || memcmp($0.path, written.baseAddress!, length) != 0 }) ?? true {
             if let bell { close(bell.fd) }
             bell = nil
+            let path = String(decoding: written, as: UTF8.self)
             guard path.hasPrefix(SharedMemory.directory + "/" + SharedMemory.prefix), !path.contains("/../") else { return }
             let fd = open(path, O_WRONLY | O_NONBLOCK | O_CLOEXEC)
             guard fd >= 0 else { return }
             var info = stat()
             guard fstat(fd, &info) == 0, (info.st_mode & S_IFMT) == S_IFIFO else { close(fd); return }
-            bell = (path, fd)
+            bell = (Array(written), fd)
         }
         var byte: UInt8 = 1
         if write(bell!.fd, &byte, 1) < 0 && errno == EPIPE {

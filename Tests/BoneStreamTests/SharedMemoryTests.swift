@@ -294,4 +294,20 @@ import Testing
         base.storeBytes(of: UInt32(getpid()), toByteOffset: 128, as: UInt32.self)
         #expect(reader.takeQueued()?.first == Data([1, 1, 2, 3]))
     }
+
+    @Test func aNewConsumerGetsItsOwnBellRung() throws {
+        let file = try SharedSlotFile(slots: 4, slotBytes: 64, messageBytes: 100)
+        var first: SharedSlotReader? = try SharedSlotReader(queue: true)
+        try attach(first!, file)
+        #expect(first!.prepareToSleep())
+        _ = publish(file, try #require(file.acquire(shouldGiveUp: { true })), length: 64, tag: 1)
+        #expect(readable(try #require(first!.bellDescriptor)))
+        first = nil  // leaves; the entry it did not take stays for the next
+        let second = try SharedSlotReader(queue: true)
+        try attach(second, file)
+        #expect(second.takeQueued()?.first == Data([1, 1, 2, 3]), "what the first left")
+        #expect(second.prepareToSleep())
+        _ = publish(file, try #require(file.acquire(shouldGiveUp: { true })), length: 64, tag: 2)
+        #expect(readable(try #require(second.bellDescriptor)), "the producer rang the new consumer's bell, not the old one's")
+    }
 }
