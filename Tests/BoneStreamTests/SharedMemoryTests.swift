@@ -232,14 +232,14 @@ import Testing
 
     @Test func aConsumerThatStopsBeatingOrLeavesIsNoLongerPublishedTo() throws {
         let file = try SharedSlotFile(slots: 2, slotBytes: 64, messageBytes: 100)
-        file.consumerTimeoutMilliseconds = 100
+        file.consumerTimeoutMilliseconds = 500
         var reader: SharedSlotReader? = try SharedSlotReader(queue: true)
         try attach(reader!, file)
         #expect(file.consumerListening())
-        Thread.sleep(forTimeInterval: 0.25)
+        Thread.sleep(forTimeInterval: 0.7)
         reader!.heartbeat()
         #expect(file.consumerListening(), "a heartbeat keeps it listened to")
-        Thread.sleep(forTimeInterval: 0.25)
+        Thread.sleep(forTimeInterval: 0.7)
         #expect(!file.consumerListening(), "silent for longer than the timeout (killed, say)")
         reader!.heartbeat()
         #expect(file.consumerListening())
