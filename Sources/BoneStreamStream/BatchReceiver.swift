@@ -96,7 +96,7 @@ public final class BatchReceiver {
             pixelSource = try PixelSource(queue: useLocalQueue)
         } catch {
             logger.warning("\(name): \(error); taking every batch from the socket")
-            pixelSource = try PixelSource()
+            pixelSource = PixelSource()
         }
         let queue = pixelSource.reader
         var acknowledgements = AcknowledgementBatcher(credit: credit)
