@@ -169,6 +169,10 @@ public final class BatchReceiver {
 
         var ended = false
         let idleWait = deferAcknowledgements ? 5 : 50
+        // While the queue keeps giving batches, the sockets (each look a system call) are looked at
+        // only after every few: a batch by socket (a remote worker's) waits at most that many.
+        let queuedBetweenSocketLooks = 4
+        var queuedInARow = 0
         while !ended && !shouldStop() {
             try takeRequests()
             queue.heartbeat()
@@ -176,7 +180,10 @@ public final class BatchReceiver {
             if let frames = queue.takeQueued() {
                 try accept(frames, queued: true)
                 took = true
+                queuedInARow += 1
+                if queuedInARow < queuedBetweenSocketLooks { continue }
             }
+            queuedInARow = 0
             if let frames = try data.receive(timeoutMs: 0) {
                 try accept(frames)
                 took = true

@@ -112,15 +112,20 @@ public final class ZMQSocket {
     /// Waits up to `timeoutMs` (-1: forever) for a message and returns its frames, or nil on timeout.
     /// Frames alias libzmq's buffers (no copy) and free them when the `Data` goes.
     public func receive(timeoutMs: Int = -1) throws -> [Data]? {
-        guard try poll(timeoutMs: timeoutMs) else { return nil }
+        // Without a wait, no zmq_poll: a non-blocking receive looks at the socket with one system
+        // call where zmq_poll makes two (its own poll and the socket's mailbox check), and a busy
+        // consumer looks after every batch.
+        let dontWait = timeoutMs == 0
+        if !dontWait { guard try poll(timeoutMs: timeoutMs) else { return nil } }
         var frames: [Data] = []
         repeat {
             let message = UnsafeMutablePointer<zmq_msg_t>.allocate(capacity: 1)
             zmq_msg_init(message)
-            if zmq_msg_recv(message, raw, 0) < 0 {
+            if zmq_msg_recv(message, raw, dontWait && frames.isEmpty ? ZMQ_DONTWAIT : 0) < 0 {
                 let error = ZMQError("zmq_msg_recv")
                 zmq_msg_close(message)
                 message.deallocate()
+                if error.code == EAGAIN && frames.isEmpty { return nil }
                 throw error
             }
             let size = zmq_msg_size(message)
