@@ -72,10 +72,29 @@ public final class Worker {
                 welcome = frames
             }
         }
+        if welcome == nil && shouldStop() { return }
         guard let welcome else { throw StreamError("no WELCOME from the coordinator at \(controlEndpoint) within 30 s") }
-        let dataEndpoint = String(decoding: welcome[1], as: UTF8.self)
+        // A consumer bound to every interface (tcp://*:PORT) listens on the coordinator's host.
+        let dataEndpoint = Endpoint.connectable(String(decoding: welcome[1], as: UTF8.self), reachedVia: controlEndpoint)
         let config = try PipelineConfig.parse(yaml: String(decoding: welcome[2], as: UTF8.self), source: "coordinator")
-        let setup = try ProducerSetup(config: config)
+        let setup: ProducerSetup
+        do {
+            setup = try ProducerSetup(config: config)
+        } catch {
+            throw StreamError("""
+                worker: cannot load what the coordinator's configuration names: \(error). A worker makes batches \
+                from the preprocessed cache and split tables, found relative to its folder (\(FileManager.default.currentDirectoryPath)): \
+                on another host, copy the coordinator's \(config.string("preprocess.cache")) and \(config.string("split.out")) \
+                folders there first (the same configuration names the same cache)
+                """)
+        }
+        if dataEndpoint.hasPrefix("ipc://"), let (host, _) = Endpoint.tcpHostAndPort(controlEndpoint),
+           !["127.0.0.1", "::1", "localhost"].contains(host), !Endpoint.isWildcard(host) {
+            logger.warning("""
+                worker \(getpid()): the consumer listens on \(dataEndpoint), which only processes on its own host reach; \
+                a worker on another host needs stream.data set to tcp://HOST:PORT
+                """)
+        }
         let data = try ZMQSocket(context, .push)
         // A send waits at most a second, so a vanished consumer cannot pin the worker down.
         try data.setSendTimeout(milliseconds: 1000)

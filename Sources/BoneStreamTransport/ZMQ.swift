@@ -68,12 +68,24 @@ public final class ZMQSocket {
         guard zmq_setsockopt(raw, ZMQ_ROUTING_ID, bytes, bytes.count) == 0 else { throw ZMQError("zmq_setsockopt", "routing id") }
     }
 
+    /// Binds `endpoint`; a tcp:// host name binds the address it resolves to (`Endpoint.resolvedForBinding`).
     public func bind(_ endpoint: String) throws {
-        guard zmq_bind(raw, endpoint) == 0 else { throw ZMQError("zmq_bind", endpoint) }
+        if zmq_bind(raw, endpoint) == 0 { return }
+        let error = ZMQError("zmq_bind", endpoint)
+        if error.code == ENODEV, let resolved = Endpoint.resolvedForBinding(endpoint) {
+            if zmq_bind(raw, resolved) == 0 { return }
+            throw ZMQError("zmq_bind", "\(endpoint) (as \(resolved))")
+        }
+        if error.code == ENODEV, Endpoint.tcpHostAndPort(endpoint) != nil {
+            throw ZMQError("zmq_bind", "\(endpoint) (not an address, interface or resolvable name of this host; tcp://*:PORT listens on every interface)")
+        }
+        throw error
     }
 
+    /// Connects to `endpoint`; a wildcard tcp:// host (as the binding side writes it) means this host.
     public func connect(_ endpoint: String) throws {
-        guard zmq_connect(raw, endpoint) == 0 else { throw ZMQError("zmq_connect", endpoint) }
+        let target = Endpoint.connectable(endpoint)
+        guard zmq_connect(raw, target) == 0 else { throw ZMQError("zmq_connect", target) }
     }
 
     /// Sends `frames` as one multipart message, copying each into a `MessageBuffer` first.

@@ -226,6 +226,33 @@ import Testing
         #expect(result.samples == expected && result.gaps == 0, "\(produced)")
     }
 
+    @Test func overTCPOneFileServesEveryHostAndAWorkerStartedByHandJoins() throws {
+        let dir = try prepared("tcp", samples: 4000, epochs: 1)
+        let expected = try expectedSamples(dir, samples: 4000, epochs: 1)
+        let (reference, _) = try stream(dir, workers: 1)
+        // The file every host would share: the binding sides (coordinator, consumer) name every interface.
+        let tcp = ["--set", "stream.control=tcp://*:\(try freeTCPPort())", "--set", "stream.data=tcp://*:\(try freeTCPPort())"]
+        let (sink, sinkOut, _) = try startBonestream(["sink", "--json", "--quiet", "--digest", "--delay-ms", "4"] + tcp, in: dir.path)
+        let (produce, produceOut, _) = try startBonestream(["produce", "--workers", "1", "--quiet"] + tcp, in: dir.path)
+        // As from another host: connects by name, learns the data endpoint from the coordinator.
+        let port = tcp[1].split(separator: ":").last!
+        let (worker, _, workerErr) = try startBonestream(["worker", "--connect", "tcp://localhost:\(port)", "--quiet"], in: dir.path)
+        var byWorker: [String: Int] = [:]
+        _ = waitFor(20) {
+            let result = try? runBonestream(["status", "--json"] + tcp, in: dir.path)
+            let object = result.flatMap { try? JSONSerialization.jsonObject(with: Data($0.stdout.utf8)) as? [String: Any] }
+            byWorker = object?["batchesByWorker"] as? [String: Int] ?? [:]
+            return byWorker.count == 2 && byWorker.values.allSatisfy { $0 > 0 }
+        }
+        #expect(byWorker.count == 2 && byWorker.values.allSatisfy { $0 > 0 }, "both workers made batches: \(byWorker)")
+        let produced = finish(produce, produceOut)
+        let result = try sinkResult(finish(sink, sinkOut))
+        #expect(result.samples == expected && result.gaps == 0 && result.malformedDropped == 0, "\(produced)")
+        #expect(result.sharedMemoryBatches == 0 && result.queuedBatches == 0, "over tcp:// pixels travel inline")
+        #expect(result.digest == reference.digest, "tcp:// and ipc:// deliver the same batches")
+        _ = finish(worker, workerErr)
+    }
+
     @Test func sigtermDrainsAndStopsCleanly() throws {
         let dir = try prepared("sigterm", samples: 20_000, epochs: 1)
         let (sink, sinkOut, _) = try startBonestream(["sink", "--json", "--quiet", "--delay-ms", "10"], in: dir.path)

@@ -70,4 +70,64 @@ import Testing
             #expect(error.description.contains("nonsense://here"))
         }
     }
+
+    @Test func endpointsAreMadeValidForTheSideThatUsesThem() {
+        // Connecting to a wildcard means the binding side's host: this one, or the host already reached.
+        #expect(Endpoint.connectable("tcp://*:5555") == "tcp://127.0.0.1:5555")
+        #expect(Endpoint.connectable("tcp://0.0.0.0:5555") == "tcp://127.0.0.1:5555")
+        #expect(Endpoint.connectable("tcp://[::]:5555") == "tcp://[::1]:5555")
+        #expect(Endpoint.connectable("tcp://*:5556", reachedVia: "tcp://trainer.lab:5555") == "tcp://trainer.lab:5556")
+        #expect(Endpoint.connectable("tcp://*:5556", reachedVia: "tcp://[fd00::7]:5555") == "tcp://[fd00::7]:5556")
+        #expect(Endpoint.connectable("tcp://*:5556", reachedVia: "tcp://*:5555") == "tcp://127.0.0.1:5556")
+        #expect(Endpoint.connectable("tcp://*:5556", reachedVia: "ipc://work/stream-control") == "tcp://127.0.0.1:5556")
+        // Concrete hosts, ipc:// and source-qualified endpoints pass unchanged.
+        for endpoint in ["tcp://10.0.0.5:5556", "tcp://trainer:5556", "ipc://work/stream-data", "tcp://eth0;*:5556", "inproc://x"] {
+            #expect(Endpoint.connectable(endpoint, reachedVia: "tcp://trainer.lab:5555") == endpoint)
+        }
+        #expect(Endpoint.tcpHostAndPort("tcp://[::1]:7").map { [$0.host, $0.port] } == ["::1", "7"])
+        #expect(Endpoint.tcpHostAndPort("ipc://a:b") == nil)
+        // A host name binds as the address it resolves to; addresses and wildcards need nothing.
+        #expect(Endpoint.resolvedForBinding("tcp://localhost:5555").map { ["tcp://127.0.0.1:5555", "tcp://[::1]:5555"].contains($0) } == true)
+        #expect(Endpoint.resolvedForBinding("tcp://127.0.0.1:5555") == nil)
+        #expect(Endpoint.resolvedForBinding("tcp://*:5555") == nil)
+        #expect(Endpoint.resolvedForBinding("tcp://no-such-host.invalid:5555") == nil)
+    }
+
+    @Test func oneEndpointServesBothSidesOverTCP() throws {
+        let context = ZMQContext()
+        // The binding side names every interface or its own host name; the other side uses the same text.
+        for (index, host) in ["*", "localhost"].enumerated() {
+            let pull = try ZMQSocket(context, .pull)
+            let port = try freeTCPPort()
+            let endpoint = "tcp://\(host):\(port)"
+            try pull.bind(endpoint)
+            let push = try ZMQSocket(context, .push)
+            try push.connect(endpoint)
+            try push.send([Data([UInt8(index)])])
+            #expect(try pull.receive(timeoutMs: 5000) == [Data([UInt8(index)])], "\(endpoint)")
+        }
+        let socket = try ZMQSocket(context, .pull)
+        do {
+            try socket.bind("tcp://no-such-host.invalid:5555")
+            Issue.record("expected an error")
+        } catch let error as ZMQError {
+            #expect(error.description.contains("no-such-host.invalid") && error.description.contains("tcp://*:PORT"), "\(error)")
+        }
+    }
+}
+
+/// A TCP port nobody listens on now (the kernel's pick for port 0).
+func freeTCPPort() throws -> Int {
+    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+    defer { close(fd) }
+    var address = sockaddr_in()
+    address.sin_family = sa_family_t(AF_INET)
+    address.sin_addr.s_addr = inet_addr("127.0.0.1")
+    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+    let bound = withUnsafeMutablePointer(to: &address) { pointer in
+        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+    }
+    struct NoPort: Error {}
+    guard fd >= 0, bound else { throw NoPort() }
+    return Int(UInt16(bigEndian: address.sin_port))
 }
