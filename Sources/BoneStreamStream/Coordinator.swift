@@ -56,6 +56,13 @@ public final class Coordinator {
         var acknowledgementsBefore: Int
     }
 
+    private struct LocalWorker {
+        let process: Process
+        let started: Date
+        /// The routing id it joins with (`Worker`: worker-HOST-PID).
+        var routingID: Data { Data("worker-\(ProcessInfo.processInfo.hostName)-\(process.processIdentifier)".utf8) }
+    }
+
     private struct WorkerState {
         var lastSeen: Date
         var ready = 0
@@ -75,7 +82,14 @@ public final class Coordinator {
     private var inFlight: [BatchID: Assignment] = [:]
     private var acknowledged = Set<BatchID>()
     private var workers: [Data: WorkerState] = [:]
-    private var localProcesses: [Process] = []
+    private var localProcesses: [LocalWorker] = []
+    /// Local workers `--workers` / `scale` asked for: one that dies is replaced.
+    private var localTarget = 0
+    /// Local workers that died within `quickFailure` of starting, one after another.
+    private var quickFailures = 0
+    private let quickFailure: TimeInterval = 5
+    private let quickFailuresBeforeGivingUp = 3
+    private var lastSupervision = Date.distantPast
     private var credit = 0
     private var consumer: Data?
     private var delivery: DeliveryWatch
@@ -114,7 +128,7 @@ public final class Coordinator {
     public var status: CoordinatorStatus {
         let current = sequence.indices.contains(next) ? Int(sequence[next].epoch) : options.epochs - 1
         return CoordinatorStatus(epoch: current, epochs: options.epochs, acknowledged: acknowledged.count, total: sequence.count,
-                                 inFlight: inFlight.count, workers: workers.count, localWorkers: localProcesses.filter(\.isRunning).count,
+                                 inFlight: inFlight.count, workers: workers.count, localWorkers: localProcesses.filter(\.process.isRunning).count,
                                  credit: credit, patchesPerSecond: Double(samplesAcknowledged) / max(Date().timeIntervalSince(started), 1e-9),
                                  redispatched: redispatched, droppedMessages: dropped,
                                  batchesByWorker: Dictionary(batchesByWorker.map { (String(decoding: $0.key, as: UTF8.self), $0.value) },
@@ -142,6 +156,7 @@ public final class Coordinator {
             // Everything that has arrived, then one dispatch round: thousands of messages a second
             // at full speed.
             try control.receiveQueued(timeoutMs: 100) { handle($0, on: control) }
+            try superviseLocalWorkers()
             expireWorkers()
             try dispatch(on: control)
             let finished = acknowledged.count == sequence.count
@@ -228,6 +243,7 @@ public final class Coordinator {
             _ = try? control.send([peer, Command.reply.frame, json])
         case .scale:
             if frames.count == 3, let n = Int(String(decoding: frames[2], as: UTF8.self)), (0...256).contains(n) {
+                quickFailures = 0  // asked for by hand: try again even after failures
                 scale(to: n)
                 _ = try? control.send([peer, Command.reply.frame, Data("scaled to \(n) local workers".utf8)])
             } else {
@@ -297,21 +313,65 @@ public final class Coordinator {
     private func expireWorkers() {
         let now = Date()
         for (id, state) in workers where now.timeIntervalSince(state.lastSeen) > options.workerTimeout {
-            workers[id] = nil
-            let lost = inFlight.filter { $0.value.worker == id && !$0.value.sent }.map(\.key).sorted()
-            for batch in lost {
-                inFlight[batch] = nil
-                requeued.append(batch)
-                credit += 1
-                redispatched += 1
-            }
-            logger.warning("coordinator: worker \(String(decoding: id, as: UTF8.self)) went silent; \(lost.count) batch(es) handed out again")
+            let lost = forget(worker: id)
+            logger.warning("coordinator: worker \(String(decoding: id, as: UTF8.self)) went silent; \(lost) batch(es) handed out again")
         }
+    }
+
+    /// Removes a worker and puts the batches it held but never pushed back in the queue; returns how many.
+    private func forget(worker id: Data) -> Int {
+        workers[id] = nil
+        let lost = inFlight.filter { $0.value.worker == id && !$0.value.sent }.map(\.key).sorted()
+        for batch in lost {
+            inFlight[batch] = nil
+            requeued.append(batch)
+            credit += 1
+            redispatched += 1
+        }
+        return lost.count
+    }
+
+    /// Replaces local workers that exited on their own (killed, crashed), so `--workers N` keeps N
+    /// running; what a dead one held goes out again at once, not after the heartbeat timeout. Workers
+    /// that keep dying within seconds of starting (a cache moved away, a broken installation) are not
+    /// started again and again: after three, the coordinator stops starting them (a `scale` tries
+    /// again), and with no other worker left it stops with the reason.
+    private func superviseLocalWorkers() throws {
+        guard !stopping, Date().timeIntervalSince(lastSupervision) >= 0.1 else { return }
+        lastSupervision = Date()
+        var exited: [String] = []
+        for worker in localProcesses where !worker.process.isRunning {
+            let process = worker.process
+            let how = process.terminationReason == .uncaughtSignal ? "was killed by signal \(process.terminationStatus)"
+                : "exited with status \(process.terminationStatus)"
+            let lived = Date().timeIntervalSince(worker.started)
+            // Killed by hand (SIGKILL, SIGTERM, SIGINT) is not a failure to start.
+            let failed = process.terminationReason == .exit ? process.terminationStatus != 0
+                : ![SIGKILL, SIGTERM, SIGINT].contains(process.terminationStatus)
+            quickFailures = failed && lived < quickFailure ? quickFailures + 1 : 0
+            let lost = workers[worker.routingID] == nil ? 0 : forget(worker: worker.routingID)
+            logger.warning("coordinator: local worker \(process.processIdentifier) \(how) after \(String(format: "%.1f", lived)) s; \(lost) batch(es) handed out again")
+            exited.append(how)
+        }
+        guard !exited.isEmpty else { return }
+        localProcesses.removeAll { !$0.process.isRunning }
+        if quickFailures < quickFailuresBeforeGivingUp {
+            scale(to: localTarget)
+            return
+        }
+        let reason = "local workers keep failing within \(Int(quickFailure)) s of starting (the last \(exited.last!); its error is above)"
+        guard workers.isEmpty && localProcesses.isEmpty else {
+            logger.error("coordinator: \(reason); not starting more (`bonestream scale N` tries again)")
+            localTarget = localProcesses.count
+            return
+        }
+        throw StreamError("\(reason); no worker is left")
     }
 
     /// Starts or retires local worker processes until `count` run.
     private func scale(to count: Int) {
-        localProcesses.removeAll { !$0.isRunning }
+        localTarget = count
+        localProcesses.removeAll { !$0.process.isRunning }
         while localProcesses.count < count {
             let process = Process()
             process.executableURL = URL(fileURLWithPath: options.executable)
@@ -326,7 +386,7 @@ public final class Coordinator {
             process.environment = environment
             do {
                 try process.run()
-                localProcesses.append(process)
+                localProcesses.append(LocalWorker(process: process, started: Date()))
             } catch {
                 logger.error("coordinator: cannot start a worker (\(options.executable)): \(error)")
                 return
@@ -334,13 +394,12 @@ public final class Coordinator {
         }
         while localProcesses.count > count {
             // SIGTERM: the worker finishes the batch in hand and leaves; unfinished work is re-dispatched.
-            let process = localProcesses.removeLast()
-            process.terminate()
+            localProcesses.removeLast().process.terminate()
         }
     }
 
     private func shutDownLocalWorkers() {
-        for process in localProcesses where process.isRunning { process.terminate() }
-        for process in localProcesses { process.waitUntilExit() }
+        for worker in localProcesses where worker.process.isRunning { worker.process.terminate() }
+        for worker in localProcesses { worker.process.waitUntilExit() }
     }
 }

@@ -313,6 +313,45 @@ import Testing
         #expect(processes(containing: marker).isEmpty, "local workers exit when their coordinator dies")
     }
 
+    @Test func aKilledLocalWorkerIsReplacedAndNothingIsLost() throws {
+        let dir = try prepared("replace", samples: 4000, epochs: 1)
+        let expected = try expectedSamples(dir, samples: 4000, epochs: 1)
+        let (sink, sinkOut, _) = try startBonestream(["sink", "--json", "--quiet", "--delay-ms", "10"], in: dir.path)
+        let (produce, produceOut, _) = try startBonestream(["produce", "--workers", "2", "--quiet"], in: dir.path)
+        let marker = "worker --connect ipc://\(dir.path)/control.ipc"
+        #expect(waitFor(20) { processes(containing: marker).count == 2 })
+        let first = Set(processes(containing: marker))
+        Thread.sleep(forTimeInterval: 0.5)
+        let victim = first.min()!
+        kill(victim, SIGKILL)
+        // Two local workers again, one of them new.
+        #expect(waitFor(20) {
+            let now = Set(processes(containing: marker))
+            return now.count == 2 && !now.contains(victim) && !now.isSubset(of: first)
+        }, "\(processes(containing: marker)) after killing \(victim) of \(first)")
+        #expect(produce.isRunning, "the epoch should outlast the replacement")
+        let produced = finish(produce, produceOut)
+        let result = try sinkResult(finish(sink, sinkOut))
+        #expect(produce.terminationStatus == 0 && result.samples == expected && result.gaps == 0, "\(produced)")
+    }
+
+    @Test func localWorkersThatKeepFailingStopTheCoordinatorWithTheReason() throws {
+        let dir = try prepared("crashloop", samples: 40_000, epochs: 1)
+        let (sink, _, _) = try startBonestream(["sink", "--quiet", "--delay-ms", "10"], in: dir.path)
+        defer { kill(sink.processIdentifier, SIGKILL); sink.waitUntilExit() }
+        let (produce, produceOut, produceErr) = try startBonestream(["produce", "--workers", "2", "--quiet"], in: dir.path)
+        let marker = "worker --connect ipc://\(dir.path)/control.ipc"
+        #expect(waitFor(20) { processes(containing: marker).count == 2 })
+        // The cache moves away under a running stream: every new worker fails as it starts.
+        try FileManager.default.moveItem(atPath: dir.path + "/work/cache", toPath: dir.path + "/work/cache-moved")
+        for pid in processes(containing: marker) { kill(pid, SIGKILL) }
+        _ = finish(produce, produceOut, seconds: 30)
+        let errors = String(decoding: produceErr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(produce.terminationStatus == 1, "\(errors)")
+        #expect(errors.contains("local workers keep failing") && errors.contains("no cache here"), "\(errors)")
+        #expect(processes(containing: marker).isEmpty, "no worker left behind")
+    }
+
     @Test(.enabled(if: pythonHasZMQ)) func thePythonClientConsumesTheStream() throws {
         let dir = try prepared("python", samples: 400, epochs: 1)
         let expected = try expectedSamples(dir, samples: 400, epochs: 1)
