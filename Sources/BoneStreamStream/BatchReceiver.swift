@@ -169,6 +169,8 @@ public final class BatchReceiver {
 
         var ended = false
         let idleWait = deferAcknowledgements ? 5 : 50
+        let running = Date()
+        var hinted = false
         // While the queue keeps giving batches, the sockets (each look a system call) are looked at
         // only after every few: a batch by socket (a remote worker's) waits at most that many.
         let queuedBetweenSocketLooks = 4
@@ -196,6 +198,10 @@ public final class BatchReceiver {
                     queue.awake()
                 }
                 if acknowledgements.isDue() { try flushAcknowledgements() }
+                if start == nil && !hinted && Date().timeIntervalSince(running) >= 3 {
+                    hinted = true
+                    logger.notice("\(name): no batch yet after 3 s on \(dataEndpoint): is a coordinator (`bonestream produce`) running at \(controlEndpoint), with workers?")
+                }
             }
             while let message = try control.receive(timeoutMs: 0) {
                 if Command(frame: message[0]) == .end { ended = true }

@@ -19,6 +19,8 @@ public struct CoordinatorOptions: Sendable {
     public var deliveryTimeout: TimeInterval = 30
     /// The executable that local workers run.
     public var executable: String
+    /// A progress line this often (nil: none); hints about a missing consumer or worker come anyway.
+    public var progressEvery: TimeInterval?
 
     public init(controlEndpoint: String, dataEndpoint: String, epochs: Int, validation: Bool, localWorkers: Int, executable: String) {
         self.controlEndpoint = controlEndpoint
@@ -90,6 +92,9 @@ public final class Coordinator {
     private let quickFailure: TimeInterval = 5
     private let quickFailuresBeforeGivingUp = 3
     private var lastSupervision = Date.distantPast
+    private var lastProgress = Date()
+    private var samplesAtLastProgress = 0
+    private var nextHint = Date().addingTimeInterval(3)
     private var credit = 0
     private var consumer: Data?
     private var delivery: DeliveryWatch
@@ -158,6 +163,7 @@ public final class Coordinator {
             try control.receiveQueued(timeoutMs: 100) { handle($0, on: control) }
             try superviseLocalWorkers()
             expireWorkers()
+            reportProgress()
             try dispatch(on: control)
             let finished = acknowledged.count == sequence.count
             if finished || (stopping && inFlight.isEmpty) {
@@ -294,6 +300,34 @@ public final class Coordinator {
             inFlight[id] = Assignment(worker: worker, since: now, acknowledgementsBefore: delivery.acknowledgements)
             credit -= 1
         }
+    }
+
+    /// A progress line every `progressEvery`, and a hint every minute (the first after 3 s) while
+    /// nothing consumes or no worker is connected: a daemon that waits should say for what.
+    private func reportProgress() {
+        let now = Date()
+        if now >= nextHint {
+            var hints: [String] = []
+            if consumer == nil {
+                hints.append("no consumer yet: batches go to \(options.dataEndpoint) once one binds it and asks (`bonestream sink`, `train` or `record`)")
+            }
+            if workers.isEmpty && localProcesses.isEmpty {
+                hints.append("no worker yet: start some with `bonestream worker --connect \(options.controlEndpoint)` or `bonestream scale N`")
+            }
+            nextHint = now.addingTimeInterval(hints.isEmpty ? 1 : 60)
+            for hint in hints { logger.notice("coordinator: \(hint)") }
+        }
+        guard let every = options.progressEvery, now.timeIntervalSince(lastProgress) >= every else { return }
+        let rate = Double(samplesAcknowledged - samplesAtLastProgress) / now.timeIntervalSince(lastProgress)
+        lastProgress = now
+        samplesAtLastProgress = samplesAcknowledged
+        guard consumer != nil else { return }
+        let current = status
+        logger.info("""
+            coordinator: epoch \(current.epoch + 1) of \(current.epochs): \(current.acknowledged) of \(current.total) batches \
+            (\(String(format: "%.1f", 100 * Double(current.acknowledged) / Double(max(current.total, 1))))%), \
+            \(String(format: "%.0f", rate)) patches/s, \(current.workers) worker(s), \(current.inFlight) in flight
+            """)
     }
 
     /// Plans again from `id` (the position of a consumer that starts or resumes there).

@@ -39,9 +39,10 @@ struct ProduceCommand: ParsableCommand {
             let config = try global.load(flags: [("stream.workers", workers, "--workers"), ("stream.epochs", epochs, "--epochs")])
             StopSignal.install()
             try prepare(endpoint: config.string("stream.control"))
-            let options = CoordinatorOptions(controlEndpoint: config.string("stream.control"), dataEndpoint: config.string("stream.data"),
+            var options = CoordinatorOptions(controlEndpoint: config.string("stream.control"), dataEndpoint: config.string("stream.data"),
                                              epochs: config.int("stream.epochs"), validation: config.bool("stream.validation"),
                                              localWorkers: config.int("stream.workers"), executable: ownExecutable())
+            if !global.quiet { options.progressEvery = 5 }
             let coordinator = try Coordinator(options: options, config: config, logger: Log.logger("produce"))
             let status = try coordinator.run(shouldStop: { StopSignal.isRaised })
             say("produce: \(status.acknowledged) of \(status.total) batches delivered, \(status.redispatched) handed out again, "
@@ -110,6 +111,7 @@ struct SinkCommand: ParsableCommand {
             sink.computeDigest = digest
             sink.readPixels = !skipPixels
             sink.useLocalQueue = !noQueue
+            if !global.quiet { sink.progressEvery = 5 }
             let report = try sink.run(shouldStop: { StopSignal.isRaised })
             if json {
                 say(String(decoding: try JSONFile.encode(report), as: UTF8.self).replacingOccurrences(of: "\n", with: " "))

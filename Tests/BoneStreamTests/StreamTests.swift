@@ -352,6 +352,24 @@ import Testing
         #expect(processes(containing: marker).isEmpty, "no worker left behind")
     }
 
+    @Test func daemonsThatWaitSayForWhatAndRunningOnesShowProgress() throws {
+        let dir = try prepared("hints", samples: 40_000, epochs: 1)
+        let (produce, produceOut, produceErr) = try startBonestream(["produce", "--workers", "0"], in: dir.path)
+        Thread.sleep(forTimeInterval: 3.5)  // no consumer, no worker
+        let (sink, sinkOut, sinkErr) = try startBonestream(["sink", "--delay-ms", "2"], in: dir.path)
+        Thread.sleep(forTimeInterval: 3.5)  // a consumer, still no batch
+        #expect(try runBonestream(["scale", "1"], in: dir.path).stdout.contains("scaled to 1"))
+        Thread.sleep(forTimeInterval: 6)  // batches flow: a progress line from each
+        _ = try runBonestream(["stop"], in: dir.path)
+        _ = finish(produce, produceOut, seconds: 30)
+        _ = finish(sink, sinkOut, seconds: 30)
+        let produced = String(decoding: produceErr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let sank = String(decoding: sinkErr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(produced.contains("no consumer yet") && produced.contains("no worker yet: start some with `bonestream worker --connect ipc://"), "\(produced)")
+        #expect(produced.contains(/epoch 1 of 1: \d+ of \d+ batches \([\d.]+%\), \d+ patches\/s, 1 worker/), "\(produced)")
+        #expect(sank.contains("no batch yet after 3 s") && sank.contains(/sink: \d+ batches, \d+ patches, \d+ patches\/s/), "\(sank)")
+    }
+
     @Test(.enabled(if: pythonHasZMQ)) func thePythonClientConsumesTheStream() throws {
         let dir = try prepared("python", samples: 400, epochs: 1)
         let expected = try expectedSamples(dir, samples: 400, epochs: 1)
