@@ -16,8 +16,10 @@ In a training script:
   # or, as a PyTorch IterableDataset:  torch.utils.data.DataLoader(BoneStreamDataset(control, data), batch_size=None)
 """
 import argparse
+import errno
 import json
 import os
+import socket
 import struct
 import time
 
@@ -119,16 +121,53 @@ def decode(frames, rgb=False, as_float=True, slots=None):
     return header, images, np.frombuffer(frames[2], LABEL).copy()
 
 
+WILDCARD_HOSTS = {"*", "0.0.0.0", "::", "::0"}
+
+
+def _tcp_host_port(endpoint):
+    """(host, port) of a tcp:// endpoint (an IPv6 host without brackets), else None."""
+    if not endpoint.startswith("tcp://") or ";" in endpoint:
+        return None
+    host, _, port = endpoint[len("tcp://"):].rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    return (host, port) if host else None
+
+
+def _tcp(host, port):
+    return f"tcp://[{host}]:{port}" if ":" in host else f"tcp://{host}:{port}"
+
+
+def connectable(endpoint):
+    """docs/protocol.md, Transport: a wildcard host (as the binding side writes it) means this host."""
+    parts = _tcp_host_port(endpoint)
+    if parts and parts[0] in WILDCARD_HOSTS:
+        return _tcp("::1" if ":" in parts[0] else "127.0.0.1", parts[1])
+    return endpoint
+
+
+def bind(sock, endpoint):
+    """Binds; a tcp:// host name binds the first address it resolves to (libzmq binds addresses only)."""
+    try:
+        sock.bind(endpoint)
+    except zmq.ZMQError as error:
+        parts = _tcp_host_port(endpoint)
+        if error.errno != errno.ENODEV or not parts or parts[0] in WILDCARD_HOSTS:
+            raise
+        address = socket.getaddrinfo(parts[0], None, type=socket.SOCK_STREAM)[0][4][0]
+        sock.bind(_tcp(address, parts[1]))
+
+
 class BoneStreamClient:
     """Iterates over batches until the coordinator ends the stream; duplicates are dropped."""
 
     def __init__(self, control, data, credit=16, rgb=False, as_float=True):
         self.context = zmq.Context.instance()
         self.data = self.context.socket(zmq.PULL)
-        self.data.bind(data)
+        bind(self.data, data)
         self.control = self.context.socket(zmq.DEALER)
         self.control.setsockopt(zmq.IDENTITY, f"python-{os.getpid()}".encode())
-        self.control.connect(control)
+        self.control.connect(connectable(control))
         self.control.send_multipart([b"CREDIT", struct.pack("<I", credit)])
         self.rgb, self.as_float = rgb, as_float
         self.seen = set()
