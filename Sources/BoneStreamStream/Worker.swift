@@ -66,8 +66,13 @@ public final class Worker {
         // worker, local or remote, makes batches with the same settings.
         var welcome: [Data]?
         let deadline = Date().addingTimeInterval(30)
+        var hinted = false
         while welcome == nil && Date() < deadline && !shouldStop() {
             if parentGone() { return }
+            if !hinted && deadline.timeIntervalSinceNow < 27 {
+                hinted = true
+                logger.notice("worker \(getpid()): no answer yet from a coordinator at \(controlEndpoint): is `bonestream produce` running there? (waiting 30 s)")
+            }
             if let frames = try control.receive(timeoutMs: 200), Command(frame: frames[0]) == .welcome, frames.count == 3 {
                 welcome = frames
             }

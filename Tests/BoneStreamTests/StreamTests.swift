@@ -355,7 +355,12 @@ import Testing
     @Test func daemonsThatWaitSayForWhatAndRunningOnesShowProgress() throws {
         let dir = try prepared("hints", samples: 40_000, epochs: 1)
         let (produce, produceOut, produceErr) = try startBonestream(["produce", "--workers", "0"], in: dir.path)
-        Thread.sleep(forTimeInterval: 3.5)  // no consumer, no worker
+        let (lost, lostOut, lostErr) = try startBonestream(["worker", "--connect", "ipc://\(dir.path)/nobody.ipc"], in: dir.path)
+        Thread.sleep(forTimeInterval: 3.5)  // no consumer, no worker; a worker with no coordinator
+        kill(lost.processIdentifier, SIGTERM)
+        _ = finish(lost, lostOut, seconds: 10)
+        let lostSaid = String(decoding: lostErr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(lostSaid.contains("no answer yet from a coordinator at ipc://") && lost.terminationStatus == 0, "\(lostSaid)")
         let (sink, sinkOut, sinkErr) = try startBonestream(["sink", "--delay-ms", "2"], in: dir.path)
         Thread.sleep(forTimeInterval: 3.5)  // a consumer, still no batch
         #expect(try runBonestream(["scale", "1"], in: dir.path).stdout.contains("scaled to 1"))
