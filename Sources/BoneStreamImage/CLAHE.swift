@@ -9,7 +9,7 @@ public enum CLAHE {
     public static func apply(_ image: GrayImage, clipLimit: Double, tilesX: Int = 8, tilesY: Int = 8) -> GrayImage {
         let w = image.width, h = image.height
         let tileW = (w + tilesX - 1) / tilesX, tileH = (h + tilesY - 1) / tilesY
-        let padW = tileW * tilesX, padH = tileH * tilesY
+        let padH = tileH * tilesY  // the image is padded (reflect-101) to whole tiles, as OpenCV does
         let tileArea = tileW * tileH
         let limit = clipLimit > 0 ? max(1, Int(clipLimit * Double(tileArea) / 256)) : 0
         let lutScale = Float(255) / Float(tileArea)
