@@ -227,8 +227,8 @@ import Testing
     }
 
     @Test func overTCPOneFileServesEveryHostAndAWorkerStartedByHandJoins() throws {
-        let dir = try prepared("tcp", samples: 4000, epochs: 1)
-        let expected = try expectedSamples(dir, samples: 4000, epochs: 1)
+        let dir = try prepared("tcp", samples: 8000, epochs: 1)
+        let expected = try expectedSamples(dir, samples: 8000, epochs: 1)
         let (reference, _) = try stream(dir, workers: 1)
         // The file every host would share: the binding sides (coordinator, consumer) name every interface.
         let tcp = ["--set", "stream.control=tcp://*:\(try freeTCPPort())", "--set", "stream.data=tcp://*:\(try freeTCPPort())"]
@@ -364,7 +364,7 @@ import Testing
         let (sink, sinkOut, sinkErr) = try startBonestream(["sink", "--delay-ms", "2"], in: dir.path)
         Thread.sleep(forTimeInterval: 3.5)  // a consumer, still no batch
         #expect(try runBonestream(["scale", "1"], in: dir.path).stdout.contains("scaled to 1"))
-        Thread.sleep(forTimeInterval: 6)  // batches flow: a progress line from each
+        Thread.sleep(forTimeInterval: 7)  // batches flow: a progress line from each
         _ = try runBonestream(["stop"], in: dir.path)
         _ = finish(produce, produceOut, seconds: 30)
         _ = finish(sink, sinkOut, seconds: 30)
