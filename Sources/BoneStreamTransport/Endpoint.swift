@@ -52,4 +52,21 @@ public enum Endpoint {
         let address = String(decoding: name.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
         return address == host ? nil : tcp(address, port)
     }
+
+    /// A TCP port on the loopback interface that nobody listens on now (the kernel's pick for port 0),
+    /// for benchmarks and tests that need a tcp:// endpoint of their own.
+    public static func freeLoopbackPort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw ZMQError("socket", "AF_INET") }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+        }
+        guard bound else { throw ZMQError("bind", "tcp://127.0.0.1:0") }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
 }

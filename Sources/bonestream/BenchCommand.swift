@@ -7,6 +7,7 @@ import BoneStreamImage
 import BoneStreamPhantoms
 import BoneStreamPreprocess
 import BoneStreamStream
+import BoneStreamTransport
 import Foundation
 
 struct BenchCommand: ParsableCommand {
@@ -202,9 +203,15 @@ extension BenchCommand {
                 var results: [String: Double] = [:]
                 /// A measure keeps its best round: this machine's speed swings between phases.
                 func keep(_ key: String, _ value: Double) { results[key] = max(results[key] ?? 0, value) }
-                func ours(_ key: String, workers: Int, sharedMemory: Bool = true, readPixels: Bool = true, localQueue: Bool = true) throws {
-                    try config.apply(assignments: ["stream.workers=\(workers)", "stream.shared_memory=\(sharedMemory)"])
-                    keep(key, try Stages.streamReport(config, readPixels: readPixels, localQueue: localQueue).patchesPerSecond)
+                func ours(_ key: String, workers: Int, sharedMemory: Bool = true, readPixels: Bool = true, localQueue: Bool = true,
+                          tcp: Bool = false) throws {
+                    var run = config
+                    try run.apply(assignments: ["stream.workers=\(workers)", "stream.shared_memory=\(sharedMemory)"])
+                    if tcp {
+                        try run.apply(assignments: ["stream.control=tcp://127.0.0.1:\(try Endpoint.freeLoopbackPort())",
+                                                    "stream.data=tcp://127.0.0.1:\(try Endpoint.freeLoopbackPort())"])
+                    }
+                    keep(key, try Stages.streamReport(run, readPixels: readPixels, localQueue: localQueue).patchesPerSecond)
                 }
                 // Each producer thread its own builder and cache mapping, as each worker process has.
                 let handOffBuilders = try (0..<2).map { _ in try ProducerSetup(config: config).builder }
@@ -232,6 +239,7 @@ extension BenchCommand {
                     try ours("2_workers_transport_only", workers: 2, readPixels: false)
                     try ours("2_workers_no_queue", workers: 2, localQueue: false)
                     try ours("2_workers_socket", workers: 2, sharedMemory: false)
+                    try ours("2_workers_tcp", workers: 2, tcp: true)
                     // The same pool's raw augmentation rate on two cores, reading the cache through the
                     // same kind of mapping as the workers (the cache's images lie one after another).
                     for (key, destinations) in [("augment_2_cores", 1), ("augment_2_cores_16_destinations", 16)] {
@@ -263,6 +271,7 @@ extension BenchCommand {
                 row("bonestream, 2 workers, transport only (sink reads no pixel)", "2_workers_transport_only", sameWithout: "hand_off_2_no_read")
                 row("bonestream, 2 workers, slot references by socket (no local queue)", "2_workers_no_queue", sameWithout: "hand_off_2")
                 row("bonestream, 2 workers, pixels through the socket", "2_workers_socket")
+                row("bonestream, 2 workers over tcp:// on loopback (pixels inline, as across hosts)", "2_workers_tcp")
                 row("bonestream, 2 workers -> Python client (float32 out)", "python_client_2_workers")
                 row("python: 2 pyzmq producers -> consumer (strongest)", "python_pyzmq_2_producers")
                 row("python: PyTorch DataLoader + OpenCV, 2 workers", "python_torch_dataloader_2_workers")

@@ -231,7 +231,7 @@ import Testing
         let expected = try expectedSamples(dir, samples: 8000, epochs: 1)
         let (reference, _) = try stream(dir, workers: 1)
         // The file every host would share: the binding sides (coordinator, consumer) name every interface.
-        let tcp = ["--set", "stream.control=tcp://*:\(try freeTCPPort())", "--set", "stream.data=tcp://*:\(try freeTCPPort())"]
+        let tcp = ["--set", "stream.control=tcp://*:\(try Endpoint.freeLoopbackPort())", "--set", "stream.data=tcp://*:\(try Endpoint.freeLoopbackPort())"]
         let (sink, sinkOut, _) = try startBonestream(["sink", "--json", "--quiet", "--digest", "--delay-ms", "4"] + tcp, in: dir.path)
         let (produce, produceOut, _) = try startBonestream(["produce", "--workers", "1", "--quiet"] + tcp, in: dir.path)
         // As from another host: connects by name, learns the data endpoint from the coordinator.
@@ -380,7 +380,7 @@ import Testing
         let expected = try expectedSamples(dir, samples: 400, epochs: 1)
         // On this host (pixels in shared memory), and over tcp:// with the endpoints as the binding sides write them.
         for (control, data) in [("ipc://\(dir.path)/control.ipc", "ipc://\(dir.path)/data.ipc"),
-                                ("tcp://*:\(try freeTCPPort())", "tcp://*:\(try freeTCPPort())")] {
+                                ("tcp://*:\(try Endpoint.freeLoopbackPort())", "tcp://*:\(try Endpoint.freeLoopbackPort())")] {
             let client = Process()
             client.executableURL = URL(fileURLWithPath: "/usr/bin/env")
             client.arguments = ["python3", repositoryRoot + "/tools/bonestream_client.py", "--control", control, "--data", data]

@@ -98,7 +98,7 @@ import Testing
         // The binding side names every interface or its own host name; the other side uses the same text.
         for (index, host) in ["*", "localhost"].enumerated() {
             let pull = try ZMQSocket(context, .pull)
-            let port = try freeTCPPort()
+            let port = try Endpoint.freeLoopbackPort()
             let endpoint = "tcp://\(host):\(port)"
             try pull.bind(endpoint)
             let push = try ZMQSocket(context, .push)
@@ -114,20 +114,4 @@ import Testing
             #expect(error.description.contains("no-such-host.invalid") && error.description.contains("tcp://*:PORT"), "\(error)")
         }
     }
-}
-
-/// A TCP port nobody listens on now (the kernel's pick for port 0).
-func freeTCPPort() throws -> Int {
-    let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-    defer { close(fd) }
-    var address = sockaddr_in()
-    address.sin_family = sa_family_t(AF_INET)
-    address.sin_addr.s_addr = inet_addr("127.0.0.1")
-    var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-    let bound = withUnsafeMutablePointer(to: &address) { pointer in
-        pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
-    }
-    struct NoPort: Error {}
-    guard fd >= 0, bound else { throw NoPort() }
-    return Int(UInt16(bigEndian: address.sin_port))
 }
