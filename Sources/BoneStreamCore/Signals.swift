@@ -1,13 +1,23 @@
 import Foundation
 
 /// SIGTERM and SIGINT as a flag a daemon's loop polls: the loop finishes what it holds and exits
-/// cleanly, as `stop` would.
+/// cleanly, as `stop` would. A second one while it drains (a second Ctrl-C) exits at once with status
+/// 128 + signal, as a kill would: every daemon is safe to kill (the consumer drops duplicates, workers
+/// leave with their parent, a trainer resumes from its checkpoint, a recorder from its manifest).
 public enum StopSignal {
     nonisolated(unsafe) private static var raised: sig_atomic_t = 0
 
     /// Installs the handlers (once per process).
     public static func install() {
-        let handler: @convention(c) (Int32) -> Void = { _ in StopSignal.raised = 1 }
+        let handler: @convention(c) (Int32) -> Void = { signal in
+            if StopSignal.raised != 0 {
+                // Only async-signal-safe calls here: write(2) and _exit(2).
+                let message: StaticString = "second stop signal: exiting now\n"
+                _ = write(STDERR_FILENO, message.utf8Start, message.utf8CodeUnitCount)
+                _exit(128 + signal)
+            }
+            StopSignal.raised = 1
+        }
         signal(SIGTERM, handler)
         signal(SIGINT, handler)
         // A parent may have started this process with the signals blocked (a child inherits its

@@ -274,6 +274,25 @@ import Testing
         #expect(workers.status != 0, "the coordinator is gone")
     }
 
+    @Test func aSecondStopSignalExitsAtOnce() throws {
+        let dir = try prepared("twice", samples: 4000, epochs: 1)
+        // A consumer so slow that draining 16 batches in flight takes over 6 s.
+        let (sink, _, _) = try startBonestream(["sink", "--quiet", "--delay-ms", "400"], in: dir.path)
+        defer { kill(sink.processIdentifier, SIGKILL); sink.waitUntilExit() }
+        let (produce, produceOut, produceErr) = try startBonestream(["produce", "--workers", "1", "--quiet"], in: dir.path)
+        #expect(waitFor(20) { (try? status(dir))?["inFlight"] as? Int == 16 })
+        kill(produce.processIdentifier, SIGTERM)
+        Thread.sleep(forTimeInterval: 0.5)
+        #expect(produce.isRunning, "the first signal drains what is in flight")
+        kill(produce.processIdentifier, SIGTERM)
+        #expect(waitFor(3) { !produce.isRunning }, "the second signal exits at once")
+        _ = finish(produce, produceOut)
+        let said = String(decoding: produceErr.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        #expect(produce.terminationStatus == 128 + SIGTERM && said.contains("second stop signal: exiting now"), "\(produce.terminationStatus): \(said)")
+        // Its worker leaves with it.
+        #expect(waitFor(10) { processes(containing: "worker --connect ipc://\(dir.path)/control.ipc").isEmpty })
+    }
+
     /// PIDs of processes whose command line contains `text`.
     private func processes(containing text: String) -> [Int32] {
         let entries = (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? []
