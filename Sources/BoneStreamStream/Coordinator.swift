@@ -42,7 +42,10 @@ public struct CoordinatorStatus: Codable, Sendable {
     public var workers: Int
     public var localWorkers: Int
     public var credit: Int
+    /// Acknowledged patches per second since the coordinator started.
     public var patchesPerSecond: Double
+    /// The same over the last few seconds (what a `scale` changes).
+    public var recentPatchesPerSecond: Double
     public var redispatched: Int
     public var droppedMessages: Int
     /// Batches each worker reported sent, by routing id.
@@ -95,6 +98,9 @@ public final class Coordinator {
     private var lastProgress = Date()
     private var samplesAtLastProgress = 0
     private var nextHint = Date().addingTimeInterval(3)
+    /// (time, samples acknowledged) every half second over the last `rateWindow` seconds.
+    private var rateSamples: [(time: Date, samples: Int)] = []
+    private let rateWindow: TimeInterval = 5
     private var credit = 0
     private var consumer: Data?
     private var delivery: DeliveryWatch
@@ -135,6 +141,7 @@ public final class Coordinator {
         return CoordinatorStatus(epoch: current, epochs: options.epochs, acknowledged: acknowledged.count, total: sequence.count,
                                  inFlight: inFlight.count, workers: workers.count, localWorkers: localProcesses.filter(\.process.isRunning).count,
                                  credit: credit, patchesPerSecond: Double(samplesAcknowledged) / max(Date().timeIntervalSince(started), 1e-9),
+                                 recentPatchesPerSecond: recentRate(),
                                  redispatched: redispatched, droppedMessages: dropped,
                                  batchesByWorker: Dictionary(batchesByWorker.map { (String(decoding: $0.key, as: UTF8.self), $0.value) },
                                                              uniquingKeysWith: +))
@@ -306,6 +313,10 @@ public final class Coordinator {
     /// nothing consumes or no worker is connected: a daemon that waits should say for what.
     private func reportProgress() {
         let now = Date()
+        if rateSamples.last.map({ now.timeIntervalSince($0.time) >= 0.5 }) ?? true {
+            rateSamples.append((now, samplesAcknowledged))
+            rateSamples.removeAll { now.timeIntervalSince($0.time) > rateWindow }
+        }
         if now >= nextHint {
             var hints: [String] = []
             if consumer == nil {
@@ -328,6 +339,13 @@ public final class Coordinator {
             (\(String(format: "%.1f", 100 * Double(current.acknowledged) / Double(max(current.total, 1))))%), \
             \(String(format: "%.0f", rate)) patches/s, \(current.workers) worker(s), \(current.inFlight) in flight
             """)
+    }
+
+    /// Acknowledged patches per second over the last `rateWindow` seconds.
+    private func recentRate() -> Double {
+        guard let oldest = rateSamples.first else { return 0 }
+        let seconds = Date().timeIntervalSince(oldest.time)
+        return seconds > 0.2 ? Double(samplesAcknowledged - oldest.samples) / seconds : 0
     }
 
     /// Plans again from `id` (the position of a consumer that starts or resumes there).

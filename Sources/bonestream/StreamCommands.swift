@@ -126,12 +126,12 @@ struct SinkCommand: ParsableCommand {
 
 /// `status`, `scale N`, `stop`: one request to the coordinator's control endpoint, one reply.
 struct ControlClient {
-    static func request(_ config: PipelineConfig, _ frames: [Data]) throws -> String {
+    static func request(_ config: PipelineConfig, _ frames: [Data], timeoutSeconds: Int = 5) throws -> String {
         let socket = try ZMQSocket(ZMQContext(), .dealer)
         try socket.connect(config.string("stream.control"))
         try socket.send(frames)
-        guard let reply = try socket.receive(timeoutMs: 5000), reply.count == 2 else {
-            throw StreamError("no answer from a coordinator at \(config.string("stream.control")) within 5 s: is `bonestream produce` running?")
+        guard let reply = try socket.receive(timeoutMs: timeoutSeconds * 1000), reply.count == 2 else {
+            throw StreamError("no answer from a coordinator at \(config.string("stream.control")) within \(timeoutSeconds) s: is `bonestream produce` running?")
         }
         return String(decoding: reply[1], as: UTF8.self)
     }
@@ -144,23 +144,47 @@ struct StatusCommand: ParsableCommand {
     @Flag(help: "Print the coordinator's JSON as it is.")
     var json = false
 
+    @Option(help: "Print it again every this many seconds until the coordinator ends.")
+    var watch: Double?
+
     func run() throws {
         try reportingErrors {
-            let reply = try ControlClient.request(try global.load(), [Command.status.frame])
-            guard !json else { return say(reply) }
-            if let r = try? JSONDecoder().decode(ReplayReport.self, from: Data(reply.utf8)) {
-                // A replay answers in place of a coordinator.
-                return say(String(format: "replay: %d of %d batches taken (%.1f%%), %d sent, %d sent again; %d malformed messages dropped",
-                                  r.acknowledged, r.total, 100 * Double(r.acknowledged) / Double(max(r.total, 1)), r.batches, r.resent,
-                                  r.droppedMessages))
+            let config = try global.load()
+            guard let watch else { return try show(try ControlClient.request(config, [Command.status.frame])) }
+            guard watch > 0 else { throw StreamError("--watch needs a number of seconds above 0") }
+            StopSignal.install()
+            var shown = 0
+            while !StopSignal.isRaised {
+                let reply: String
+                do {
+                    // One that answered before and is silent for 2 s has ended.
+                    reply = try ControlClient.request(config, [Command.status.frame], timeoutSeconds: shown > 0 ? 2 : 5)
+                } catch where shown > 0 {
+                    return say("the coordinator at \(config.string("stream.control")) has ended")
+                }
+                if shown > 0 && !json { say("") }
+                try show(reply)
+                shown += 1
+                let until = Date().addingTimeInterval(watch)
+                while Date() < until && !StopSignal.isRaised { Thread.sleep(forTimeInterval: min(0.1, watch)) }
             }
-            let s = try JSONDecoder().decode(CoordinatorStatus.self, from: Data(reply.utf8))
-            let byWorker = s.batchesByWorker.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
-            say(String(format: "epoch %d of %d: %d of %d batches acknowledged (%.1f%%), %.0f patches/s", s.epoch + 1, s.epochs,
-                       s.acknowledged, s.total, 100 * Double(s.acknowledged) / Double(max(s.total, 1)), s.patchesPerSecond))
-            say("workers: \(s.workers) connected, \(s.localWorkers) of them local; batches sent: \(byWorker.isEmpty ? "none yet" : byWorker)")
-            say("in flight: \(s.inFlight) batches; consumer credit left: \(s.credit); handed out again: \(s.redispatched); malformed messages dropped: \(s.droppedMessages)")
         }
+    }
+
+    private func show(_ reply: String) throws {
+        guard !json else { return say(reply) }
+        if let r = try? JSONDecoder().decode(ReplayReport.self, from: Data(reply.utf8)) {
+            // A replay answers in place of a coordinator.
+            return say(String(format: "replay: %d of %d batches taken (%.1f%%), %d sent, %d sent again; %d malformed messages dropped",
+                              r.acknowledged, r.total, 100 * Double(r.acknowledged) / Double(max(r.total, 1)), r.batches, r.resent,
+                              r.droppedMessages))
+        }
+        let s = try JSONDecoder().decode(CoordinatorStatus.self, from: Data(reply.utf8))
+        let byWorker = s.batchesByWorker.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
+        say(String(format: "epoch %d of %d: %d of %d batches acknowledged (%.1f%%), %.0f patches/s now, %.0f since the start", s.epoch + 1, s.epochs,
+                   s.acknowledged, s.total, 100 * Double(s.acknowledged) / Double(max(s.total, 1)), s.recentPatchesPerSecond, s.patchesPerSecond))
+        say("workers: \(s.workers) connected, \(s.localWorkers) of them local; batches sent: \(byWorker.isEmpty ? "none yet" : byWorker)")
+        say("in flight: \(s.inFlight) batches; consumer credit left: \(s.credit); handed out again: \(s.redispatched); malformed messages dropped: \(s.droppedMessages)")
     }
 }
 

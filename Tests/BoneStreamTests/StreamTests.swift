@@ -214,16 +214,22 @@ import Testing
         let (sink, sinkOut, _) = try startBonestream(["sink", "--json", "--quiet", "--delay-ms", "15"], in: dir.path)
         let (produce, produceOut, _) = try startBonestream(["produce", "--workers", "1", "--quiet"], in: dir.path)
         Thread.sleep(forTimeInterval: 0.8)
+        let (watch, watchOut, _) = try startBonestream(["status", "--watch", "0.5"], in: dir.path)
         let up = try runBonestream(["scale", "3"], in: dir.path)
         #expect(up.stdout.contains("scaled to 3"), "\(up.stderr)")
         Thread.sleep(forTimeInterval: 2.0)
         let during = try #require(try status(dir))
         let byWorker = try #require(during["batchesByWorker"] as? [String: Int])
         #expect(byWorker.count == 3 && byWorker.values.allSatisfy { $0 > 0 }, "every worker, old and new, made batches: \(byWorker)")
+        #expect((during["recentPatchesPerSecond"] as? Double ?? 0) > 0, "\(during)")
         #expect(try runBonestream(["scale", "1"], in: dir.path).stdout.contains("scaled to 1"))
         let produced = finish(produce, produceOut)
         let result = try sinkResult(finish(sink, sinkOut))
         #expect(result.samples == expected && result.gaps == 0, "\(produced)")
+        // `status --watch` printed the status again and again, and ended with the coordinator.
+        let watched = finish(watch, watchOut, seconds: 20)
+        #expect(watched.matches(of: /epoch 1 of 1: \d+ of \d+ batches acknowledged .*, \d+ patches\/s now/).count >= 3, "\(watched)")
+        #expect(watch.terminationStatus == 0 && watched.contains("has ended"), "\(watched)")
     }
 
     @Test func overTCPOneFileServesEveryHostAndAWorkerStartedByHandJoins() throws {
@@ -281,9 +287,14 @@ import Testing
         defer { kill(sink.processIdentifier, SIGKILL); sink.waitUntilExit() }
         let (produce, produceOut, produceErr) = try startBonestream(["produce", "--workers", "1", "--quiet"], in: dir.path)
         #expect(waitFor(20) { (try? status(dir))?["inFlight"] as? Int == 16 })
+        // One stop delivered twice within moments (timeout(1) signals its child, then the child's
+        // group) is one stop: it drains.
+        kill(produce.processIdentifier, SIGTERM)
+        Thread.sleep(forTimeInterval: 0.05)
         kill(produce.processIdentifier, SIGTERM)
         Thread.sleep(forTimeInterval: 0.5)
         #expect(produce.isRunning, "the first signal drains what is in flight")
+        // A person's second signal, later: exits at once.
         kill(produce.processIdentifier, SIGTERM)
         #expect(waitFor(3) { !produce.isRunning }, "the second signal exits at once")
         _ = finish(produce, produceOut)
