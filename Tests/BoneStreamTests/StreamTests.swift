@@ -282,11 +282,11 @@ import Testing
 
     @Test func aSecondStopSignalExitsAtOnce() throws {
         let dir = try prepared("twice", samples: 4000, epochs: 1)
-        // A consumer so slow that draining 16 batches in flight takes over 6 s.
+        // A consumer so slow that draining 8 batches in flight takes over 3 s.
         let (sink, _, _) = try startBonestream(["sink", "--quiet", "--delay-ms", "400"], in: dir.path)
         defer { kill(sink.processIdentifier, SIGKILL); sink.waitUntilExit() }
         let (produce, produceOut, produceErr) = try startBonestream(["produce", "--workers", "1", "--quiet"], in: dir.path)
-        #expect(waitFor(20) { (try? status(dir))?["inFlight"] as? Int == 16 })
+        #expect(waitFor(20) { (try? status(dir))?["inFlight"] as? Int ?? 0 >= 8 })
         // One stop delivered twice within moments (timeout(1) signals its child, then the child's
         // group) is one stop: it drains.
         kill(produce.processIdentifier, SIGTERM)
