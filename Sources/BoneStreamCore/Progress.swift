@@ -79,3 +79,25 @@ public final class Progress: @unchecked Sendable {
         return String(format: "%dh%02dm", s / 3600, (s % 3600) / 60)
     }
 }
+
+/// Progress of a job of unknown length (a daemon's stream): a line every `every` seconds with the rate
+/// since the previous one. Feed it the running count; it says when a line is due.
+public struct RateLines: Sendable {
+    public let every: Duration
+    private var last: (time: ContinuousClock.Instant, count: Int)?
+
+    public init(everySeconds: Double) { every = .milliseconds(Int(everySeconds * 1000)) }
+
+    /// The rate (units per second) since the previous line when a line is due, else nil. The first
+    /// call starts the clock, so time spent waiting for the first unit does not count.
+    public mutating func due(count: Int, now: ContinuousClock.Instant = .now) -> Double? {
+        guard let last else {
+            self.last = (now, count)
+            return nil
+        }
+        let elapsed = now - last.time
+        guard elapsed >= every else { return nil }
+        self.last = (now, count)
+        return Double(count - last.count) / (Double(elapsed / .milliseconds(1)) / 1000)
+    }
+}

@@ -64,8 +64,7 @@ public final class Coordinator {
     private struct LocalWorker {
         let process: Process
         let started: Date
-        /// The routing id it joins with (`Worker`: worker-HOST-PID).
-        var routingID: Data { Data("worker-\(ProcessInfo.processInfo.hostName)-\(process.processIdentifier)".utf8) }
+        var routingID: Data { Data(Worker.routingID(pid: process.processIdentifier).utf8) }
     }
 
     private struct WorkerState {
@@ -96,7 +95,6 @@ public final class Coordinator {
     private let quickFailuresBeforeGivingUp = 3
     private var lastSupervision = Date.distantPast
     private var lastProgress = Date()
-    private var samplesAtLastProgress = 0
     private var nextHint = Date().addingTimeInterval(3)
     /// (time, samples acknowledged) every half second over the last `rateWindow` seconds.
     private var rateSamples: [(time: Date, samples: Int)] = []
@@ -329,15 +327,13 @@ public final class Coordinator {
             for hint in hints { logger.notice("coordinator: \(hint)") }
         }
         guard let every = options.progressEvery, now.timeIntervalSince(lastProgress) >= every else { return }
-        let rate = Double(samplesAcknowledged - samplesAtLastProgress) / now.timeIntervalSince(lastProgress)
         lastProgress = now
-        samplesAtLastProgress = samplesAcknowledged
         guard consumer != nil else { return }
         let current = status
         logger.info("""
             coordinator: epoch \(current.epoch + 1) of \(current.epochs): \(current.acknowledged) of \(current.total) batches \
             (\(String(format: "%.1f", 100 * Double(current.acknowledged) / Double(max(current.total, 1))))%), \
-            \(String(format: "%.0f", rate)) patches/s, \(current.workers) worker(s), \(current.inFlight) in flight
+            \(String(format: "%.0f", current.recentPatchesPerSecond)) patches/s, \(current.workers) worker(s), \(current.inFlight) in flight
             """)
     }
 

@@ -62,19 +62,13 @@ public final class Sink {
         receiver.useLocalQueue = useLocalQueue
         var digests: [BatchID: Data] = [:]
         var pixelSum: UInt64 = 0
-        var batches = 0, samples = 0, samplesAtLastLine = 0
-        var lastLine: ContinuousClock.Instant?  // from the first batch
+        var batches = 0, samples = 0
+        var lines = progressEvery.map(RateLines.init(everySeconds:))
         let counts = try receiver.run(shouldStop: shouldStop) { header, frames, pixels in
             batches += 1
             samples += Int(header.count)
-            if let every = progressEvery, let since = lastLine, ContinuousClock.now - since >= .milliseconds(Int(every * 1000)) {
-                let seconds = Double((ContinuousClock.now - since) / .milliseconds(1)) / 1000
-                logger.info("sink: \(batches) batches, \(samples) patches, \(String(format: "%.0f", Double(samples - samplesAtLastLine) / seconds)) patches/s")
-                lastLine = .now
-                samplesAtLastLine = samples
-            } else if lastLine == nil {
-                lastLine = .now
-                samplesAtLastLine = samples
+            if let rate = lines?.due(count: samples) {
+                logger.info("sink: \(batches) batches, \(samples) patches, \(String(format: "%.0f", rate)) patches/s")
             }
             // Every pixel is read (summed), as a trainer converting them would; the batch value is
             // made only for a caller that wants it.

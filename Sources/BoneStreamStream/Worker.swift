@@ -49,6 +49,10 @@ public final class Worker {
         self.parentPID = parentPID
     }
 
+    /// The id a worker joins the coordinator with: its host and process, so a coordinator can tell
+    /// which of its local workers a routing id belongs to.
+    public static func routingID(pid: pid_t) -> String { "worker-\(ProcessInfo.processInfo.hostName)-\(pid)" }
+
     /// True when this worker was started by a coordinator process that no longer exists.
     private func parentGone() -> Bool {
         guard let parentPID, getppid() != parentPID else { return false }
@@ -59,7 +63,7 @@ public final class Worker {
     public func run(shouldStop: @escaping () -> Bool = { false }) throws {
         let context = ZMQContext()
         let control = try ZMQSocket(context, .dealer)
-        try control.setRoutingID("worker-\(ProcessInfo.processInfo.hostName)-\(getpid())")
+        try control.setRoutingID(Worker.routingID(pid: getpid()))
         try control.connect(controlEndpoint)
         try control.send([Command.hello.frame, Data("\(getpid())".utf8)])
         // The coordinator answers with the data endpoint and its effective configuration, so every

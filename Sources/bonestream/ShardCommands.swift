@@ -34,7 +34,7 @@ extension Stages {
                                        name: "record")
         source.interrupt = { StopSignal.isRaised }
         let started = Date()
-        var lastLine = Date(), batches = 0, samples = 0
+        var lines = RateLines(everySeconds: 5), batches = 0, samples = 0
         var ended = true
         while true {
             if StopSignal.isRaised {
@@ -49,10 +49,8 @@ extension Stages {
                 batches += 1
                 samples += batch.labels.count
             }
-            if !quiet && Date().timeIntervalSince(lastLine) >= 5 {
-                lastLine = Date()
-                let seconds = Date().timeIntervalSince(started)
-                logger.info("record: \(batches) batches, \(samples) patches, \(writer.bytesWritten >> 20) MiB, \(writer.manifest.shards.count) shard(s) complete, \(String(format: "%.0f", Double(samples) / max(seconds, 1e-9))) patches/s")
+            if !quiet, let rate = lines.due(count: samples) {
+                logger.info("record: \(batches) batches, \(samples) patches, \(writer.bytesWritten >> 20) MiB, \(writer.manifest.shards.count) shard(s) complete, \(String(format: "%.0f", rate)) patches/s")
             }
         }
         if ended {

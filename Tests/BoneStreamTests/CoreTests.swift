@@ -72,4 +72,14 @@ import Testing
         #expect(Parallel.map(count: 1000, grain: 7) { $0 * 2 } == (0..<1000).map { $0 * 2 })
         #expect(throws: Boom.self) { try Parallel.map(count: 100) { i -> Int in if i == 50 { throw Boom() }; return i } }
     }
+
+    @Test func rateLinesComeEveryIntervalWithTheRateSinceThePreviousOne() {
+        var lines = RateLines(everySeconds: 5)
+        let t0 = ContinuousClock.now
+        #expect(lines.due(count: 100, now: t0) == nil, "the first call starts the clock")
+        #expect(lines.due(count: 900, now: t0 + .seconds(4)) == nil)
+        #expect(lines.due(count: 1100, now: t0 + .seconds(5)) == 200, "1000 units in 5 s")
+        #expect(lines.due(count: 1500, now: t0 + .seconds(9)) == nil)
+        #expect(lines.due(count: 3100, now: t0 + .seconds(13)) == 250, "2000 units in 8 s, since the previous line")
+    }
 }
