@@ -127,6 +127,8 @@ public enum PipelineSchema {
                 ConfigKey("stream.credit", .int(1...4096), .int(16), "Batches a consumer lets be in flight towards it: the bound on every queue."),
                 ConfigKey("stream.shared_memory", .bool, .bool(true),
                           "With an ipc:// data endpoint, workers write pixels into slots in /dev/shm and send only a reference (no pixel crosses a socket); false sends pixels inline. Every BoneStream consumer reads both."),
+                ConfigKey("stream.work_board", .bool, .bool(true),
+                          "Workers on the coordinator's host take their work from a board in /dev/shm instead of a WORK message per batch, which leaves the coordinator idle between acknowledgements; workers on other hosts always ask by message. false: every worker asks by message."),
             ]),
         ConfigSection(name: "shards", doc: """
             Recorded streams (docs/shards.md): `bonestream record` writes every batch to shard files, \

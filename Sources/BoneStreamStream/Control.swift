@@ -6,7 +6,7 @@ import Foundation
 /// routing id is the command word; any frame that is not one of these is logged and dropped.
 public enum Command: String, Sendable, CaseIterable {
     // worker -> coordinator
-    case hello = "HELLO", ready = "READY", heartbeat = "HEARTBEAT", done = "DONE"
+    case hello = "HELLO", ready = "READY", heartbeat = "HEARTBEAT", done = "DONE", claiming = "CLAIMING"
     // consumer -> coordinator
     case credit = "CREDIT", ack = "ACK", from = "FROM"
     // anyone -> coordinator, answered with REPLY
@@ -23,6 +23,16 @@ public enum Command: String, Sendable, CaseIterable {
     public init?(frame: Data) {
         guard frame.count <= 16, let command = Command.byFrame[frame] else { return nil }
         self = command
+    }
+}
+
+extension BatchID {
+    /// The two words of a board entry (docs/protocol.md, "Work board"): the kind; epoch << 32 | index.
+    var boardWords: (UInt64, UInt64) { (UInt64(kind.rawValue), UInt64(epoch) << 32 | UInt64(index)) }
+
+    init?(boardWords words: (UInt64, UInt64)) {
+        guard words.0 <= UInt64(UInt8.max), let kind = BatchHeader.Kind(rawValue: UInt8(words.0)) else { return nil }
+        self.init(kind: kind, epoch: UInt32(words.1 >> 32), index: UInt32(truncatingIfNeeded: words.1))
     }
 }
 

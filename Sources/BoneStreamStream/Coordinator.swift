@@ -21,6 +21,11 @@ public struct CoordinatorOptions: Sendable {
     public var executable: String
     /// A progress line this often (nil: none); hints about a missing consumer or worker come anyway.
     public var progressEvery: TimeInterval?
+    /// Workers on this host take work from a shared-memory board instead of `WORK` messages
+    /// (docs/protocol.md, "Work board").
+    public var workBoard = true
+    /// Entries of the board: at least twice the credit a consumer grants.
+    public var boardEntries = 256
 
     public init(controlEndpoint: String, dataEndpoint: String, epochs: Int, validation: Bool, localWorkers: Int, executable: String) {
         self.controlEndpoint = controlEndpoint
@@ -29,6 +34,15 @@ public struct CoordinatorOptions: Sendable {
         self.validation = validation
         self.localWorkers = localWorkers
         self.executable = executable
+    }
+
+    /// The settings `pipeline.yaml` gives (`stream.*`).
+    public init(config: PipelineConfig, executable: String) {
+        self.init(controlEndpoint: config.string("stream.control"), dataEndpoint: config.string("stream.data"),
+                  epochs: config.int("stream.epochs"), validation: config.bool("stream.validation"),
+                  localWorkers: config.int("stream.workers"), executable: executable)
+        workBoard = config.bool("stream.work_board")
+        boardEntries = max(256, 4 * config.int("stream.credit"))
     }
 }
 
@@ -40,6 +54,8 @@ public struct CoordinatorStatus: Codable, Sendable {
     public var total: Int
     public var inFlight: Int
     public var workers: Int
+    /// Of `workers`, those taking work from the board (on this host).
+    public var workersOnBoard: Int
     public var localWorkers: Int
     public var credit: Int
     /// Acknowledged patches per second since the coordinator started.
@@ -54,11 +70,14 @@ public struct CoordinatorStatus: Codable, Sendable {
 
 public final class Coordinator {
     private struct Assignment {
+        /// The worker it was sent to; empty for a board entry (any worker on the board may claim it).
         var worker: Data
         var since: Date
         var sent = false
         /// Acknowledgements received before it was handed out.
         var acknowledgementsBefore: Int
+        /// Its board entry, when posted there.
+        var entry: Int?
     }
 
     private struct LocalWorker {
@@ -69,6 +88,10 @@ public final class Coordinator {
 
     private struct WorkerState {
         var lastSeen: Date
+        /// Its number on the board (owner words name workers by number).
+        var number: UInt32
+        /// It said it claims work from the board (`CLAIMING`) rather than asking by `READY`.
+        var onBoard = false
         var ready = 0
         var retiring = false
         /// When it last got work: the ready worker that waited longest goes first, so work spreads
@@ -81,11 +104,17 @@ public final class Coordinator {
     private let logger: Logger
     private let sequence: [BatchID]
     private let samplesPerBatch: [BatchID: Int]
+    /// Each batch's place in `sequence`: the order workers on the board take them in.
+    private let position: [BatchID: Int]
     private var next = 0
     private var requeued: [BatchID] = []
     private var inFlight: [BatchID: Assignment] = [:]
     private var acknowledged = Set<BatchID>()
     private var workers: [Data: WorkerState] = [:]
+    private var board: WorkBoard?
+    /// Board numbers handed out at `HELLO`, and whose they are.
+    private var lastWorkerNumber: UInt32 = 0
+    private var workerByNumber: [UInt32: Data] = [:]
     private var localProcesses: [LocalWorker] = []
     /// Local workers `--workers` / `scale` asked for: one that dies is replaced.
     private var localTarget = 0
@@ -132,12 +161,14 @@ public final class Coordinator {
         }
         self.sequence = sequence
         samplesPerBatch = sizes
+        position = Dictionary(uniqueKeysWithValues: sequence.enumerated().map { ($1, $0) })
     }
 
     public var status: CoordinatorStatus {
         let current = sequence.indices.contains(next) ? Int(sequence[next].epoch) : options.epochs - 1
         return CoordinatorStatus(epoch: current, epochs: options.epochs, acknowledged: acknowledged.count, total: sequence.count,
-                                 inFlight: inFlight.count, workers: workers.count, localWorkers: localProcesses.filter(\.process.isRunning).count,
+                                 inFlight: inFlight.count, workers: workers.count, workersOnBoard: workers.values.filter(\.onBoard).count,
+                                 localWorkers: localProcesses.filter(\.process.isRunning).count,
                                  credit: credit, patchesPerSecond: Double(samplesAcknowledged) / max(Date().timeIntervalSince(started), 1e-9),
                                  recentPatchesPerSecond: recentRate(),
                                  redispatched: redispatched, droppedMessages: dropped,
@@ -153,6 +184,13 @@ public final class Coordinator {
         logger.info("coordinator: \(sequence.count) batches over \(options.epochs) epoch(s); control \(options.controlEndpoint), data \(options.dataEndpoint)")
         // Slot files of workers killed in an earlier run; and at the end, of any killed in this one.
         SharedMemory.sweepStale()
+        if options.workBoard {
+            do {
+                board = try WorkBoard(entries: options.boardEntries)
+            } catch {
+                logger.warning("coordinator: \(error); workers get their work by message instead")
+            }
+        }
         scale(to: options.localWorkers)
         defer {
             shutDownLocalWorkers()
@@ -166,6 +204,7 @@ public final class Coordinator {
             // Everything that has arrived, then one dispatch round: thousands of messages a second
             // at full speed.
             try control.receiveQueued(timeoutMs: 100) { handle($0, on: control) }
+            board?.beat()
             try superviseLocalWorkers()
             expireWorkers()
             reportProgress()
@@ -189,12 +228,22 @@ public final class Coordinator {
         let peer = frames[0]
         switch command {
         case .hello:
-            workers[peer] = WorkerState(lastSeen: Date())
+            lastWorkerNumber = lastWorkerNumber == WorkBoard.maxWorkerNumber ? 1 : lastWorkerNumber + 1
+            let number = lastWorkerNumber
+            if let previous = workers[peer] { workerByNumber[previous.number] = nil }
+            workers[peer] = WorkerState(lastSeen: Date(), number: number)
+            workerByNumber[number] = peer
             let yaml = config.yaml()
-            _ = try? control.send([peer, Command.welcome.frame, Data(options.dataEndpoint.utf8), Data(yaml.utf8)])
+            var welcome = [peer, Command.welcome.frame, Data(options.dataEndpoint.utf8), Data(yaml.utf8)]
+            // A worker on this host that can map the board claims its work there.
+            if let board { welcome.append(Data("\(board.path) \(String(board.token, radix: 16)) \(number)".utf8)) }
+            _ = try? control.send(welcome)
             logger.info("coordinator: worker \(String(decoding: peer, as: UTF8.self)) joined")
         case .ready:
             workers[peer]?.ready += 1
+            workers[peer]?.lastSeen = Date()
+        case .claiming:
+            workers[peer]?.onBoard = board != nil
             workers[peer]?.lastSeen = Date()
         case .heartbeat:
             workers[peer]?.lastSeen = Date()
@@ -245,6 +294,14 @@ public final class Coordinator {
                 consumer = peer  // a valid acknowledgement: this is the consumer
                 credit += 1  // every batch taken frees one slot
                 delivery.acknowledged()
+                if let entry = inFlight[id]?.entry, let board {
+                    switch board.owner(entry) {
+                    case .claimed(let number), .pushed(let number):
+                        if let worker = workerByNumber[number] { batchesByWorker[worker, default: 0] += 1 }
+                    default: break
+                    }
+                    board.free(entry)
+                }
                 inFlight[id] = nil
                 if acknowledged.insert(id).inserted { samplesAcknowledged += samplesPerBatch[id]! }
                 if !requeued.isEmpty { requeued.removeAll { $0 == id } }
@@ -274,20 +331,60 @@ public final class Coordinator {
         let now = Date()
         // Handed out long ago and never acknowledged (sent and lost, or held by a worker that is alive
         // but stuck): give it to someone again (the consumer drops duplicates).
+        // A board entry nobody has claimed yet is waiting, not lost.
         for (id, assignment) in inFlight where delivery.isLost(sentAt: assignment.since, acknowledgementsBefore: assignment.acknowledgementsBefore, now: now) {
+            if let entry = assignment.entry, let board {
+                if board.owner(entry) == .open { continue }
+                board.free(entry)
+            }
             inFlight[id] = nil
             requeued.append(id)
             credit += 1
             redispatched += 1
         }
+        // Open entries go back to the queue when nothing can claim them: a stop, or no worker left on the board.
+        if let board, stopping || !workers.values.contains(where: { $0.onBoard && !$0.retiring }) {
+            for (id, assignment) in inFlight {
+                guard let entry = assignment.entry, board.retract(entry) else { continue }
+                inFlight[id] = nil
+                requeued.append(id)
+                credit += 1
+            }
+            requeued.sort()
+        }
+        guard !stopping else { return }
         // Each round gives a worker all the ids it gets in one WORK message.
         var assigned: [Data: [Data]] = [:]
         defer {
             for (worker, ids) in assigned { _ = try? control.send([worker, Command.work.frame] + ids) }
         }
-        while credit > 0 && !stopping {
-            guard let worker = workers.filter({ $0.value.ready > 0 && !$0.value.retiring })
-                .min(by: { $0.value.lastAssigned < $1.value.lastAssigned })?.key else { return }
+        while credit > 0, let worker = workers.filter({ $0.value.ready > 0 && !$0.value.retiring })
+            .min(by: { $0.value.lastAssigned < $1.value.lastAssigned })?.key, let (id, _) = nextBatch() {
+            assigned[worker, default: []].append(id.encoded)
+            workers[worker]!.ready -= 1
+            assignments += 1
+            workers[worker]!.lastAssigned = assignments
+            inFlight[id] = Assignment(worker: worker, since: now, acknowledgementsBefore: delivery.acknowledgements)
+            credit -= 1
+        }
+        // The rest of the credit goes on the board, for the workers that claim there.
+        guard let board, workers.values.contains(where: { $0.onBoard && !$0.retiring }) else { return }
+        var posted = false
+        defer { if posted { board.announce() } }
+        while credit > 0, let (id, order) = nextBatch() {
+            guard let entry = board.post(id.boardWords, order: UInt64(order)) else {
+                requeued.insert(id, at: 0)  // every entry in use: next round
+                return
+            }
+            posted = true
+            inFlight[id] = Assignment(worker: Data(), since: now, acknowledgementsBefore: delivery.acknowledgements, entry: entry)
+            credit -= 1
+        }
+    }
+
+    /// The next batch to hand out (work handed back first) and its place in the plan.
+    private func nextBatch() -> (BatchID, Int)? {
+        while true {
             let id: BatchID
             if !requeued.isEmpty {
                 id = requeued.removeFirst()
@@ -295,15 +392,9 @@ public final class Coordinator {
                 id = sequence[next]
                 next += 1
             } else {
-                return
+                return nil
             }
-            if acknowledged.contains(id) { continue }
-            assigned[worker, default: []].append(id.encoded)
-            workers[worker]!.ready -= 1
-            assignments += 1
-            workers[worker]!.lastAssigned = assignments
-            inFlight[id] = Assignment(worker: worker, since: now, acknowledgementsBefore: delivery.acknowledgements)
-            credit -= 1
+            if !acknowledged.contains(id) { return (id, position[id] ?? 0) }
         }
     }
 
@@ -351,6 +442,7 @@ public final class Coordinator {
         samplesAcknowledged = 0
         next = position
         requeued.removeAll()
+        if let board { for entry in inFlight.values.compactMap(\.entry) { board.free(entry) } }
         inFlight.removeAll()
         credit = 0
         delivery.reset()
@@ -368,8 +460,13 @@ public final class Coordinator {
 
     /// Removes a worker and puts the batches it held but never pushed back in the queue; returns how many.
     private func forget(worker id: Data) -> Int {
-        workers[id] = nil
-        let lost = inFlight.filter { $0.value.worker == id && !$0.value.sent }.map(\.key).sorted()
+        guard let state = workers.removeValue(forKey: id) else { return 0 }
+        workerByNumber[state.number] = nil
+        // Sent to it and not reported pushed; or claimed by it on the board and not marked pushed.
+        let lost = inFlight.filter { batch, assignment in
+            if let entry = assignment.entry, let board { return board.freeIfClaimed(entry, by: state.number) }
+            return assignment.worker == id && !assignment.sent
+        }.map(\.key).sorted()
         for batch in lost {
             inFlight[batch] = nil
             requeued.append(batch)
@@ -442,7 +539,9 @@ public final class Coordinator {
         }
         while localProcesses.count > count {
             // SIGTERM: the worker finishes the batch in hand and leaves; unfinished work is re-dispatched.
-            localProcesses.removeLast().process.terminate()
+            let retired = localProcesses.removeLast()
+            workers[retired.routingID]?.retiring = true
+            retired.process.terminate()
         }
     }
 

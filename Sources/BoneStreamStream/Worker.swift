@@ -43,6 +43,10 @@ public final class Worker {
     /// rather than write into colder memory (docs/performance.md, "A local queue").
     private let queueDepth = 2
 
+    /// Claim work from the coordinator's board when it offers one (false: ask by message, as a
+    /// worker on another host does).
+    public var useBoard = true
+
     public init(controlEndpoint: String, logger: Logger, parentPID: pid_t? = nil) {
         self.controlEndpoint = controlEndpoint
         self.logger = logger
@@ -77,7 +81,7 @@ public final class Worker {
                 hinted = true
                 logger.notice("worker \(getpid()): no answer yet from a coordinator at \(controlEndpoint): is `bonestream produce` running there? (waiting 30 s)")
             }
-            if let frames = try control.receive(timeoutMs: 200), Command(frame: frames[0]) == .welcome, frames.count == 3 {
+            if let frames = try control.receive(timeoutMs: 200), Command(frame: frames[0]) == .welcome, frames.count == 3 || frames.count == 4 {
                 welcome = frames
             }
         }
@@ -125,6 +129,22 @@ public final class Worker {
         }
         // Leaving: let the consumer read what it was sent before the slot file goes.
         defer { slots?.drain(seconds: 5) }
+        // On the coordinator's host, work is claimed from its board (frame 4 of WELCOME: path, token, number).
+        var board: (board: WorkBoard, number: UInt32)?
+        if welcome.count == 4 && useBoard {
+            let fields = String(decoding: welcome[3], as: UTF8.self).split(separator: " ")
+            if fields.count == 3, let token = UInt64(fields[1], radix: 16), let number = UInt32(fields[2]),
+               (1...WorkBoard.maxWorkerNumber).contains(number) {
+                // Fails on another host (no such file, or another board there): the worker asks by message.
+                if let attached = try? WorkBoard(attaching: String(fields[0]), token: token) {
+                    board = (attached, number)
+                    try control.send([Command.claiming.frame])
+                    logger.info("worker \(getpid()): taking work from the board \(attached.path)")
+                }
+            } else {
+                logger.warning("worker \(getpid()): ignored a malformed board frame in WELCOME")
+            }
+        }
         let labels = MessageBuffer(count: batchSize * SampleLabel.size)
         var lastHeartbeat = Date()
         var buildTime = Duration.zero
@@ -209,19 +229,11 @@ public final class Worker {
             pushed.removeAll(keepingCapacity: true)
         }
 
-        for _ in 0..<prefetch { try control.send([Command.ready.frame]) }
-        var lastHeard = Date()
-        while !shouldStop() {
-            try heartbeatIfDue()
-            if parentGone() { return }
-            if Date().timeIntervalSince(lastHeard) > 30 {
-                throw StreamError("the coordinator at \(controlEndpoint) has been silent for 30 s")
-            }
-            guard let frames = try control.receive(timeoutMs: 200) else { continue }
-            lastHeard = Date()
+        /// Handles one control message; false when the worker must leave.
+        func handle(_ frames: [Data]) throws -> Bool {
             guard let command = Command(frame: frames[0]) else {
                 logger.warning("worker: dropped a malformed control message")
-                continue
+                return true
             }
             switch command {
             case .work:
@@ -233,16 +245,53 @@ public final class Worker {
                     }
                     if try !make(id) {
                         try? reportPushed()
-                        return
+                        return false
                     }
                 }
                 try reportPushed()
             case .bye:
                 logger.info("worker \(getpid()): asked to leave")
-                return
+                return false
             default:
                 logger.warning("worker: dropped an unexpected \(command.rawValue) message")
             }
+            return true
+        }
+
+        if board == nil {
+            for _ in 0..<prefetch { try control.send([Command.ready.frame]) }
+        }
+        var lastHeard = Date()
+        while !shouldStop() {
+            try heartbeatIfDue()
+            if parentGone() { return }
+            if let (board, number) = board {
+                // The board's heartbeat says the coordinator is alive; it rarely sends a message here.
+                if board.coordinatorSilence() > 30_000 {
+                    throw StreamError("the coordinator at \(controlEndpoint) has been silent for 30 s")
+                }
+                if let (entry, words) = board.claim(worker: number, waitMs: 100) {
+                    guard let id = BatchID(boardWords: words) else {
+                        logger.warning("worker: dropped a board entry naming no batch")
+                        board.markPushed(entry, worker: number)
+                        continue
+                    }
+                    guard try make(id) else {
+                        board.unclaim(entry, worker: number)  // another worker takes it at once
+                        return
+                    }
+                    board.markPushed(entry, worker: number)
+                    pushed.removeAll(keepingCapacity: true)  // the coordinator learns it from the board
+                }
+                if let frames = try control.receive(timeoutMs: 0), try !handle(frames) { return }
+                continue
+            }
+            if Date().timeIntervalSince(lastHeard) > 30 {
+                throw StreamError("the coordinator at \(controlEndpoint) has been silent for 30 s")
+            }
+            guard let frames = try control.receive(timeoutMs: 200) else { continue }
+            lastHeard = Date()
+            if try !handle(frames) { return }
         }
     }
 }

@@ -22,3 +22,7 @@ int bs_futex_wait(void *word, uint32_t expected, int timeout_ms) {
 void bs_futex_wake(void *word) {
     syscall(SYS_futex, word, FUTEX_WAKE, 1, NULL, NULL, 0);
 }
+
+void bs_futex_wake_all(void *word) {
+    syscall(SYS_futex, word, FUTEX_WAKE, 0x7fffffff, NULL, NULL, 0);
+}

@@ -204,9 +204,9 @@ extension BenchCommand {
                 /// A measure keeps its best round: this machine's speed swings between phases.
                 func keep(_ key: String, _ value: Double) { results[key] = max(results[key] ?? 0, value) }
                 func ours(_ key: String, workers: Int, sharedMemory: Bool = true, readPixels: Bool = true, localQueue: Bool = true,
-                          tcp: Bool = false) throws {
+                          tcp: Bool = false, board: Bool = true) throws {
                     var run = config
-                    try run.apply(assignments: ["stream.workers=\(workers)", "stream.shared_memory=\(sharedMemory)"])
+                    try run.apply(assignments: ["stream.workers=\(workers)", "stream.shared_memory=\(sharedMemory)", "stream.work_board=\(board)"])
                     if tcp {
                         try run.apply(assignments: ["stream.control=tcp://127.0.0.1:\(try Endpoint.freeLoopbackPort())",
                                                     "stream.data=tcp://127.0.0.1:\(try Endpoint.freeLoopbackPort())"])
@@ -237,6 +237,8 @@ extension BenchCommand {
                     try ours("1_worker", workers: 1)
                     try ours("2_workers", workers: 2)
                     try ours("2_workers_transport_only", workers: 2, readPixels: false)
+                    try ours("2_workers_by_message", workers: 2, board: false)
+                    try ours("2_workers_by_message_transport_only", workers: 2, readPixels: false, board: false)
                     try ours("2_workers_no_queue", workers: 2, localQueue: false)
                     try ours("2_workers_socket", workers: 2, sharedMemory: false)
                     try ours("2_workers_tcp", workers: 2, tcp: true)
@@ -269,6 +271,8 @@ extension BenchCommand {
                 row("bonestream, 1 worker (sink reads every pixel)", "1_worker", sameWithout: "hand_off_1")
                 row("bonestream, 2 workers (sink reads every pixel)", "2_workers", sameWithout: "hand_off_2")
                 row("bonestream, 2 workers, transport only (sink reads no pixel)", "2_workers_transport_only", sameWithout: "hand_off_2_no_read")
+                row("bonestream, 2 workers, work by WORK message (no board)", "2_workers_by_message", sameWithout: "hand_off_2")
+                row("bonestream, 2 workers, work by WORK message, transport only", "2_workers_by_message_transport_only", sameWithout: "hand_off_2_no_read")
                 row("bonestream, 2 workers, slot references by socket (no local queue)", "2_workers_no_queue", sameWithout: "hand_off_2")
                 row("bonestream, 2 workers, pixels through the socket", "2_workers_socket")
                 row("bonestream, 2 workers over tcp:// on loopback (pixels inline, as across hosts)", "2_workers_tcp")

@@ -64,9 +64,8 @@ enum Stages {
     static func produce(_ config: PipelineConfig, shouldStop: @escaping () -> Bool = { false }) throws -> CoordinatorStatus {
         try prepare(endpoint: config.string("stream.control"))
         try prepare(endpoint: config.string("stream.data"))
-        let options = CoordinatorOptions(controlEndpoint: config.string("stream.control"), dataEndpoint: config.string("stream.data"),
-                                         epochs: config.int("stream.epochs"), validation: config.bool("stream.validation"),
-                                         localWorkers: max(1, config.int("stream.workers")), executable: ownExecutable())
+        var options = CoordinatorOptions(config: config, executable: ownExecutable())
+        options.localWorkers = max(1, options.localWorkers)
         var coordinatorLogger = Log.logger("produce")
         coordinatorLogger.logLevel = .warning
         return try Coordinator(options: options, config: config, logger: coordinatorLogger).run(shouldStop: shouldStop)

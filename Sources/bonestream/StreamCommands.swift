@@ -39,14 +39,12 @@ struct ProduceCommand: ParsableCommand {
             let config = try global.load(flags: [("stream.workers", workers, "--workers"), ("stream.epochs", epochs, "--epochs")])
             StopSignal.install()
             try prepare(endpoint: config.string("stream.control"))
-            var options = CoordinatorOptions(controlEndpoint: config.string("stream.control"), dataEndpoint: config.string("stream.data"),
-                                             epochs: config.int("stream.epochs"), validation: config.bool("stream.validation"),
-                                             localWorkers: config.int("stream.workers"), executable: ownExecutable())
+            var options = CoordinatorOptions(config: config, executable: ownExecutable())
             if !global.quiet { options.progressEvery = 5 }
             let coordinator = try Coordinator(options: options, config: config, logger: Log.logger("produce"))
             let status = try coordinator.run(shouldStop: { StopSignal.isRaised })
             say("produce: \(status.acknowledged) of \(status.total) batches delivered, \(status.redispatched) handed out again, "
-                + String(format: "%.0f patches/s", status.patchesPerSecond))
+                + String(format: "%.0f patches/s", status.patchesPerSecond) + "; \(status.workers) worker(s), \(status.workersOnBoard) on the board")
         }
     }
 }
@@ -65,12 +63,17 @@ struct WorkerCommand: ParsableCommand {
     @Flag(help: "Only warnings and errors.")
     var quiet = false
 
+    @Flag(help: "Ask for work by message even on the coordinator's host, as a worker on another host does (by default it claims work from the coordinator's board).")
+    var noBoard = false
+
     func run() throws {
         try reportingErrors {
             Log.bootstrap(level: quiet ? .warning : (.init(rawValue: logLevel) ?? .info))
             StopSignal.install()
             let parent = ProcessInfo.processInfo.environment["BONESTREAM_PARENT_PID"].flatMap { pid_t($0) }
-            try Worker(controlEndpoint: connect, logger: Log.logger("worker"), parentPID: parent).run(shouldStop: { StopSignal.isRaised })
+            let worker = Worker(controlEndpoint: connect, logger: Log.logger("worker"), parentPID: parent)
+            worker.useBoard = !noBoard
+            try worker.run(shouldStop: { StopSignal.isRaised })
         }
     }
 }
@@ -183,7 +186,7 @@ struct StatusCommand: ParsableCommand {
         let byWorker = s.batchesByWorker.sorted { $0.key < $1.key }.map { "\($0.key) \($0.value)" }.joined(separator: ", ")
         say(String(format: "epoch %d of %d: %d of %d batches acknowledged (%.1f%%), %.0f patches/s now, %.0f since the start", s.epoch + 1, s.epochs,
                    s.acknowledged, s.total, 100 * Double(s.acknowledged) / Double(max(s.total, 1)), s.recentPatchesPerSecond, s.patchesPerSecond))
-        say("workers: \(s.workers) connected, \(s.localWorkers) of them local; batches sent: \(byWorker.isEmpty ? "none yet" : byWorker)")
+        say("workers: \(s.workers) connected, \(s.localWorkers) of them local, \(s.workersOnBoard) taking work from the board; batches sent: \(byWorker.isEmpty ? "none yet" : byWorker)")
         say("in flight: \(s.inFlight) batches; consumer credit left: \(s.credit); handed out again: \(s.redispatched); malformed messages dropped: \(s.droppedMessages)")
     }
 }

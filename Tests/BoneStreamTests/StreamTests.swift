@@ -64,10 +64,13 @@ import Testing
         let dir = try prepared("stream")
         let expected = try expectedSamples(dir, samples: 120, epochs: 2)
         let (one, produced) = try stream(dir, workers: 1)
-        #expect(produced.contains("delivered"), "\(produced)")
+        #expect(produced.contains("delivered") && produced.contains("1 worker(s), 1 on the board"), "\(produced)")
         #expect(one.samples == expected && one.gaps == 0 && one.malformedDropped == 0)
-        let (three, _) = try stream(dir, workers: 3)
+        let (three, producedByThree) = try stream(dir, workers: 3)
         #expect(three.samples == expected && three.gaps == 0)
+        // Every local worker that joined in time took its work from the board (a short epoch may end first).
+        let onBoard = try #require(producedByThree.firstMatch(of: /(\d+) worker\(s\), (\d+) on the board/))
+        #expect(Int(onBoard.1)! >= 1 && onBoard.1 == onBoard.2, "\(producedByThree)")
         #expect(!one.digest.isEmpty && three.digest == one.digest, "the same seed gives the same batches whatever the number of workers")
         // ipc:// goes through shared memory by default; pixels through the socket are the same bytes.
         #expect(one.sharedMemoryBatches == one.batches && three.sharedMemoryBatches == three.batches)
@@ -80,6 +83,10 @@ import Testing
         #expect(socket.samples == expected && socket.gaps == 0 && socket.sharedMemoryBatches == 0 && socket.queuedBatches == 0)
         #expect(socket.digest == one.digest, "shared memory and the socket deliver the same batches")
         #expect(socket.meanPixel == one.meanPixel && one.meanPixel > 5 && one.meanPixel < 250, "the sink read real pixels: \(one.meanPixel)")
+        // Work by message (as for workers on other hosts): the same batches.
+        let (byMessage, producedByMessage) = try stream(dir, workers: 2, produceArgs: ["--set", "stream.work_board=false"])
+        #expect(byMessage.samples == expected && byMessage.gaps == 0 && producedByMessage.contains("2 worker(s), 0 on the board"), "\(producedByMessage)")
+        #expect(byMessage.digest == one.digest, "work from the board or by message: the same batches")
     }
 
     @Test func aWorkerKilledMidEpochLosesNoSample() throws {
@@ -94,10 +101,15 @@ import Testing
         Thread.sleep(forTimeInterval: 1.0)
         #expect(produce.isRunning, "the epoch should still be running when the worker dies")
         kill(victim.processIdentifier, SIGKILL)
+        let killed = Date()
         let produced = finish(produce, produceOut)
         let result = try sinkResult(finish(sink, sinkOut))
         #expect(result.samples == expected, "\(produced)")
         #expect(result.gaps == 0)
+        // A batch it had claimed from the board goes out again once it falls silent (3 s), not after the
+        // 30-s delivery timeout: the epoch (2 s of consumer time) ends well before that.
+        let after = Date().timeIntervalSince(killed)
+        #expect(after < 20, "the epoch ended \(after) s after the kill: \(produced)")
         survivor.waitUntilExit()
         // The coordinator removed the killed worker's shared-memory slot file on its way out.
         let left = try FileManager.default.contentsOfDirectory(atPath: SharedMemory.directory)
@@ -240,9 +252,10 @@ import Testing
         let tcp = ["--set", "stream.control=tcp://*:\(try Endpoint.freeLoopbackPort())", "--set", "stream.data=tcp://*:\(try Endpoint.freeLoopbackPort())"]
         let (sink, sinkOut, _) = try startBonestream(["sink", "--json", "--quiet", "--digest", "--delay-ms", "4"] + tcp, in: dir.path)
         let (produce, produceOut, _) = try startBonestream(["produce", "--workers", "1", "--quiet"] + tcp, in: dir.path)
-        // As from another host: connects by name, learns the data endpoint from the coordinator.
+        // As from another host: connects by name, learns the data endpoint from the coordinator, and
+        // asks for work by message (the local worker claims it from the board).
         let port = tcp[1].split(separator: ":").last!
-        let (worker, _, workerErr) = try startBonestream(["worker", "--connect", "tcp://localhost:\(port)", "--quiet"], in: dir.path)
+        let (worker, _, workerErr) = try startBonestream(["worker", "--connect", "tcp://localhost:\(port)", "--quiet", "--no-board"], in: dir.path)
         var byWorker: [String: Int] = [:]
         _ = waitFor(20) {
             let result = try? runBonestream(["status", "--json"] + tcp, in: dir.path)
@@ -251,11 +264,32 @@ import Testing
             return byWorker.count == 2 && byWorker.values.allSatisfy { $0 > 0 }
         }
         #expect(byWorker.count == 2 && byWorker.values.allSatisfy { $0 > 0 }, "both workers made batches: \(byWorker)")
+        // With the board's only worker gone, what was posted there goes to the worker that asks by message.
+        #expect(try runBonestream(["scale", "0"] + tcp, in: dir.path).stdout.contains("scaled to 0"))
         let produced = finish(produce, produceOut)
         let result = try sinkResult(finish(sink, sinkOut))
         #expect(result.samples == expected && result.gaps == 0 && result.malformedDropped == 0, "\(produced)")
+        // Taken back from the board at once, not found lost after the 30-s delivery timeout.
+        #expect(produced.contains(" 0 handed out again"), "\(produced)")
         #expect(result.sharedMemoryBatches == 0 && result.queuedBatches == 0, "over tcp:// pixels travel inline")
         #expect(result.digest == reference.digest, "tcp:// and ipc:// deliver the same batches")
+        _ = finish(worker, workerErr)
+    }
+
+    @Test func whenTheBoardsLastWorkerLeavesAWorkerAskingByMessageTakesOver() throws {
+        let dir = try prepared("takeover", samples: 2400, epochs: 1)
+        let expected = try expectedSamples(dir, samples: 2400, epochs: 1)
+        let (sink, sinkOut, _) = try startBonestream(["sink", "--json", "--quiet", "--delay-ms", "10"], in: dir.path)
+        let (produce, produceOut, _) = try startBonestream(["produce", "--workers", "1", "--quiet"], in: dir.path)
+        #expect(waitFor(20) { ((try? status(dir))?["batchesByWorker"] as? [String: Int])?.values.contains { $0 > 0 } ?? false })
+        #expect(try runBonestream(["scale", "0"], in: dir.path).stdout.contains("scaled to 0"))
+        let (worker, _, workerErr) = try startBonestream(["worker", "--connect", "ipc://\(dir.path)/control.ipc", "--quiet", "--no-board"], in: dir.path)
+        let produced = finish(produce, produceOut)
+        let result = try sinkResult(finish(sink, sinkOut))
+        #expect(result.samples == expected && result.gaps == 0, "\(produced)")
+        // What was posted on the board was taken back and sent by message at once, not found lost
+        // after the 30-s delivery timeout.
+        #expect(produced.contains(" 0 handed out again") && produced.contains("1 worker(s), 0 on the board"), "\(produced)")
         _ = finish(worker, workerErr)
     }
 
