@@ -353,31 +353,35 @@ public final class Coordinator {
             requeued.sort()
         }
         guard !stopping else { return }
-        // Each round gives a worker all the ids it gets in one WORK message.
+        // Credit goes round the workers, the one that waited longest first, so work spreads over every
+        // worker, new ones included, even when credit is the bottleneck. A worker that asks by message
+        // takes its turn while it has requests open; a worker on the board at every turn, as an entry
+        // posted there (any worker on the board may claim it). Each round gives a worker all the ids it
+        // gets in one WORK message.
         var assigned: [Data: [Data]] = [:]
+        var posted = false
         defer {
             for (worker, ids) in assigned { _ = try? control.send([worker, Command.work.frame] + ids) }
+            if posted { board?.announce() }
         }
-        while credit > 0, let worker = workers.filter({ $0.value.ready > 0 && !$0.value.retiring })
-            .min(by: { $0.value.lastAssigned < $1.value.lastAssigned })?.key, let (id, _) = nextBatch() {
-            assigned[worker, default: []].append(id.encoded)
-            workers[worker]!.ready -= 1
+        while credit > 0, let worker = workers.filter({ !$0.value.retiring && ($0.value.ready > 0 || ($0.value.onBoard && board != nil)) })
+            .min(by: { $0.value.lastAssigned < $1.value.lastAssigned })?.key, let (id, order) = nextBatch() {
             assignments += 1
             workers[worker]!.lastAssigned = assignments
-            inFlight[id] = Assignment(worker: worker, since: now, acknowledgementsBefore: delivery.acknowledgements)
-            credit -= 1
-        }
-        // The rest of the credit goes on the board, for the workers that claim there.
-        guard let board, workers.values.contains(where: { $0.onBoard && !$0.retiring }) else { return }
-        var posted = false
-        defer { if posted { board.announce() } }
-        while credit > 0, let (id, order) = nextBatch() {
-            guard let entry = board.post(id.boardWords, order: UInt64(order)) else {
-                requeued.insert(id, at: 0)  // every entry in use: next round
-                return
+            var assignment = Assignment(worker: worker, since: now, acknowledgementsBefore: delivery.acknowledgements)
+            if workers[worker]!.onBoard, let board {
+                guard let entry = board.post(id.boardWords, order: UInt64(order)) else {
+                    requeued.insert(id, at: 0)  // every entry in use: next round
+                    return
+                }
+                posted = true
+                assignment.worker = Data()
+                assignment.entry = entry
+            } else {
+                assigned[worker, default: []].append(id.encoded)
+                workers[worker]!.ready -= 1
             }
-            posted = true
-            inFlight[id] = Assignment(worker: Data(), since: now, acknowledgementsBefore: delivery.acknowledgements, entry: entry)
+            inFlight[id] = assignment
             credit -= 1
         }
     }

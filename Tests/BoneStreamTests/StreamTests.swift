@@ -276,6 +276,33 @@ import Testing
         _ = finish(worker, workerErr)
     }
 
+    @Test func workersOnTheBoardAndWorkersAskingByMessageShareTheCredit() throws {
+        let dir = try prepared("share", samples: 4000, epochs: 1)
+        let expected = try expectedSamples(dir, samples: 4000, epochs: 1)
+        // A slow consumer makes credit the bottleneck, where a worker that is always served first would
+        // starve the others; pixels through the socket let a worker push (and ask again) at once.
+        let (sink, sinkOut, _) = try startBonestream(["sink", "--json", "--quiet", "--delay-ms", "5"], in: dir.path)
+        let (produce, produceOut, _) = try startBonestream(["produce", "--workers", "0", "--quiet", "--set", "stream.shared_memory=false"], in: dir.path)
+        let control = "ipc://\(dir.path)/control.ipc"
+        let (byMessage, _, byMessageErr) = try startBonestream(["worker", "--connect", control, "--quiet", "--no-board"], in: dir.path)
+        #expect(waitFor(20) { ((try? status(dir))?["batchesByWorker"] as? [String: Int])?.values.contains { $0 > 0 } ?? false })
+        let (onBoard, _, onBoardErr) = try startBonestream(["worker", "--connect", control, "--quiet"], in: dir.path)
+        var byWorker: [String: Int] = [:]
+        var onTheBoard = 0
+        _ = waitFor(20) {
+            let now = try? status(dir)
+            byWorker = now?["batchesByWorker"] as? [String: Int] ?? [:]
+            onTheBoard = now?["workersOnBoard"] as? Int ?? 0
+            return byWorker.count == 2 && byWorker.values.allSatisfy { $0 > 20 }
+        }
+        #expect(byWorker.count == 2 && byWorker.values.allSatisfy { $0 > 20 } && onTheBoard == 1, "both made batches: \(byWorker), \(onTheBoard) on the board")
+        let produced = finish(produce, produceOut)
+        let result = try sinkResult(finish(sink, sinkOut))
+        #expect(result.samples == expected && result.gaps == 0, "\(produced)")
+        _ = finish(byMessage, byMessageErr)
+        _ = finish(onBoard, onBoardErr)
+    }
+
     @Test func whenTheBoardsLastWorkerLeavesAWorkerAskingByMessageTakesOver() throws {
         let dir = try prepared("takeover", samples: 2400, epochs: 1)
         let expected = try expectedSamples(dir, samples: 2400, epochs: 1)
