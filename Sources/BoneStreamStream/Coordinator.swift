@@ -116,6 +116,8 @@ public final class Coordinator {
     private var lastWorkerNumber: UInt32 = 0
     private var workerByNumber: [UInt32: Data] = [:]
     private var localProcesses: [LocalWorker] = []
+    /// Local workers told to leave (`scale` down) and not yet gone.
+    private var leavingProcesses: [LocalWorker] = []
     /// Local workers `--workers` / `scale` asked for: one that dies is replaced.
     private var localTarget = 0
     /// Local workers that died within `quickFailure` of starting, one after another.
@@ -463,13 +465,18 @@ public final class Coordinator {
     }
 
     /// Removes a worker and puts the batches it held but never pushed back in the queue; returns how many.
-    private func forget(worker id: Data) -> Int {
+    /// A worker that `died` (killed, crashed, silent) may also have lost what it pushed: a message
+    /// still in its socket's buffer dies with it. So its pushed batches that the consumer has not
+    /// acknowledged go out again too (the consumer drops a copy if the first one arrives); a worker
+    /// that left when told to sent everything first.
+    private func forget(worker id: Data, died: Bool = true) -> Int {
         guard let state = workers.removeValue(forKey: id) else { return 0 }
         workerByNumber[state.number] = nil
-        // Sent to it and not reported pushed; or claimed by it on the board and not marked pushed.
         let lost = inFlight.filter { batch, assignment in
-            if let entry = assignment.entry, let board { return board.freeIfClaimed(entry, by: state.number) }
-            return assignment.worker == id && !assignment.sent
+            if let entry = assignment.entry, let board {
+                return board.freeIfClaimed(entry, by: state.number) || (died && board.freeIfPushed(entry, by: state.number))
+            }
+            return assignment.worker == id && (died || !assignment.sent)
         }.map(\.key).sorted()
         for batch in lost {
             inFlight[batch] = nil
@@ -488,6 +495,12 @@ public final class Coordinator {
     private func superviseLocalWorkers() throws {
         guard !stopping, Date().timeIntervalSince(lastSupervision) >= 0.1 else { return }
         lastSupervision = Date()
+        // Workers that left when told to: what they held goes out now, not after the heartbeat timeout.
+        for worker in leavingProcesses where !worker.process.isRunning && workers[worker.routingID] != nil {
+            let lost = forget(worker: worker.routingID, died: false)
+            logger.info("coordinator: local worker \(worker.process.processIdentifier) left; \(lost) batch(es) handed out again")
+        }
+        leavingProcesses.removeAll { !$0.process.isRunning }
         var exited: [String] = []
         for worker in localProcesses where !worker.process.isRunning {
             let process = worker.process
@@ -545,12 +558,13 @@ public final class Coordinator {
             // SIGTERM: the worker finishes the batch in hand and leaves; unfinished work is re-dispatched.
             let retired = localProcesses.removeLast()
             workers[retired.routingID]?.retiring = true
+            leavingProcesses.append(retired)
             retired.process.terminate()
         }
     }
 
     private func shutDownLocalWorkers() {
-        for worker in localProcesses where worker.process.isRunning { worker.process.terminate() }
-        for worker in localProcesses { worker.process.waitUntilExit() }
+        for worker in localProcesses + leavingProcesses where worker.process.isRunning { worker.process.terminate() }
+        for worker in localProcesses + leavingProcesses { worker.process.waitUntilExit() }
     }
 }

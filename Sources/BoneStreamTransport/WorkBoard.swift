@@ -175,6 +175,12 @@ public final class WorkBoard {
     /// while making it); false otherwise.
     public func freeIfClaimed(_ entry: Int, by number: UInt32) -> Bool { bs_cas_u32(owner(at: entry), number, WorkBoard.freeWord) }
 
+    /// Frees an entry only while it is marked pushed by worker `number` (a worker that died before
+    /// its push left the process: it is made again); false otherwise.
+    public func freeIfPushed(_ entry: Int, by number: UInt32) -> Bool {
+        bs_cas_u32(owner(at: entry), number | WorkBoard.pushedBit, WorkBoard.freeWord)
+    }
+
     /// Shows workers the coordinator is alive (call at least every second).
     public func beat(now: UInt64 = SharedMemory.milliseconds()) { bs_store_relaxed_u64(base + WorkBoardLayout.heartbeatAt, now) }
 

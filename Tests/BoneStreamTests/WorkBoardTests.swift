@@ -43,7 +43,7 @@ import Testing
         #expect(board.claim(worker: 8) == nil)
     }
 
-    @Test func aDeadWorkersUnpushedClaimIsFreedAndItsPushedOneIsKept() throws {
+    @Test func aDeadWorkersEntriesAreFreedOnlyByItsNumber() throws {
         let board = try WorkBoard(entries: 4)
         let first = try #require(board.post((0, 1), order: 1))
         let second = try #require(board.post((0, 2), order: 2))
@@ -55,6 +55,8 @@ import Testing
         #expect(!board.freeIfClaimed(first, by: 5))
         #expect(board.freeIfClaimed(second, by: 5) && board.owner(second) == .free)
         #expect(board.owner(first) == .pushed(5))
+        // What it pushed may have died in its socket's buffer: freed too, but only its own pushed entry.
+        #expect(!board.freeIfPushed(first, by: 6) && board.freeIfPushed(first, by: 5) && board.owner(first) == .free)
         // Its late mark finds the entry gone and changes nothing.
         #expect(!board.markPushed(second, worker: 5) && board.owner(second) == .free)
     }
