@@ -24,7 +24,7 @@ public struct CoordinatorOptions: Sendable {
     /// Workers on this host take work from a shared-memory board instead of `WORK` messages
     /// (docs/protocol.md, "Work board").
     public var workBoard = true
-    /// Entries of the board: at least twice the credit a consumer grants.
+    /// Entries of the board: room for every batch in flight (credit) many times over.
     public var boardEntries = 256
 
     public init(controlEndpoint: String, dataEndpoint: String, epochs: Int, validation: Bool, localWorkers: Int, executable: String) {
@@ -232,7 +232,8 @@ public final class Coordinator {
         case .hello:
             lastWorkerNumber = lastWorkerNumber == WorkBoard.maxWorkerNumber ? 1 : lastWorkerNumber + 1
             let number = lastWorkerNumber
-            if let previous = workers[peer] { workerByNumber[previous.number] = nil }
+            // The same worker joining again (it restarted): what it held under its old number goes out again.
+            if workers[peer] != nil { _ = forget(worker: peer) }
             workers[peer] = WorkerState(lastSeen: Date(), number: number)
             workerByNumber[number] = peer
             let yaml = config.yaml()

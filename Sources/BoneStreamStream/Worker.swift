@@ -136,10 +136,13 @@ public final class Worker {
             if fields.count == 3, let token = UInt64(fields[1], radix: 16), let number = UInt32(fields[2]),
                (1...WorkBoard.maxWorkerNumber).contains(number) {
                 // Fails on another host (no such file, or another board there): the worker asks by message.
-                if let attached = try? WorkBoard(attaching: String(fields[0]), token: token) {
+                do {
+                    let attached = try WorkBoard(attaching: String(fields[0]), token: token)
                     board = (attached, number)
                     try control.send([Command.claiming.frame])
                     logger.info("worker \(getpid()): taking work from the board \(attached.path)")
+                } catch {
+                    logger.info("worker \(getpid()): asking for work by message (the coordinator's board: \(error))")
                 }
             } else {
                 logger.warning("worker \(getpid()): ignored a malformed board frame in WELCOME")
@@ -262,14 +265,13 @@ public final class Worker {
             for _ in 0..<prefetch { try control.send([Command.ready.frame]) }
         }
         var lastHeard = Date()
+        let silent = StreamError("the coordinator at \(controlEndpoint) has been silent for 30 s")
         while !shouldStop() {
             try heartbeatIfDue()
             if parentGone() { return }
             if let (board, number) = board {
                 // The board's heartbeat says the coordinator is alive; it rarely sends a message here.
-                if board.coordinatorSilence() > 30_000 {
-                    throw StreamError("the coordinator at \(controlEndpoint) has been silent for 30 s")
-                }
+                if board.coordinatorSilence() > 30_000 { throw silent }
                 if let (entry, words) = board.claim(worker: number, waitMs: 100) {
                     guard let id = BatchID(boardWords: words) else {
                         logger.warning("worker: dropped a board entry naming no batch")
@@ -286,9 +288,7 @@ public final class Worker {
                 if let frames = try control.receive(timeoutMs: 0), try !handle(frames) { return }
                 continue
             }
-            if Date().timeIntervalSince(lastHeard) > 30 {
-                throw StreamError("the coordinator at \(controlEndpoint) has been silent for 30 s")
-            }
+            if Date().timeIntervalSince(lastHeard) > 30 { throw silent }
             guard let frames = try control.receive(timeoutMs: 200) else { continue }
             lastHeard = Date()
             if try !handle(frames) { return }
