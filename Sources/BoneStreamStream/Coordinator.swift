@@ -25,7 +25,7 @@ public struct CoordinatorOptions: Sendable {
     /// (docs/protocol.md, "Work board").
     public var workBoard = true
     /// Entries of the board: room for every batch in flight (credit) many times over.
-    public var boardEntries = 256
+    public var boardEntries = 64
 
     public init(controlEndpoint: String, dataEndpoint: String, epochs: Int, validation: Bool, localWorkers: Int, executable: String) {
         self.controlEndpoint = controlEndpoint
@@ -42,7 +42,7 @@ public struct CoordinatorOptions: Sendable {
                   epochs: config.int("stream.epochs"), validation: config.bool("stream.validation"),
                   localWorkers: config.int("stream.workers"), executable: executable)
         workBoard = config.bool("stream.work_board")
-        boardEntries = max(256, 4 * config.int("stream.credit"))
+        boardEntries = max(64, 4 * config.int("stream.credit"))
     }
 }
 

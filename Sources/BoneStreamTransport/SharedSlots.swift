@@ -38,6 +38,37 @@ public enum SharedMemory {
         return UInt64(now.tv_sec) * 1000 + UInt64(now.tv_nsec) / 1_000_000
     }
 
+    /// Creates `path` (which must not exist), reserves `size` bytes of it, so a full tmpfs is an error
+    /// here and never a SIGBUS later, and maps it read-write. The file is removed again on failure.
+    static func create(path: String, size: Int) throws -> UnsafeMutableRawPointer {
+        let fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw SharedMemoryError("cannot create \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        let reserved = bs_fallocate(fd, Int64(size))
+        guard reserved == 0 else {
+            unlink(path)
+            throw SharedMemoryError("cannot reserve \(size / 1_000_000) MB in \((path as NSString).deletingLastPathComponent): \(String(cString: strerror(reserved)))")
+        }
+        guard let mapped = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), mapped != MAP_FAILED else {
+            unlink(path)
+            throw SharedMemoryError("cannot map \(path): \(String(cString: strerror(errno)))")
+        }
+        return mapped
+    }
+
+    /// Maps the whole of an existing file, read-write or read-only; its base and size.
+    static func map(path: String, writable: Bool) throws -> (base: UnsafeMutableRawPointer, size: Int) {
+        let fd = open(path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC)
+        guard fd >= 0 else { throw SharedMemoryError("cannot open \(path): \(String(cString: strerror(errno)))") }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0, info.st_size > 0 else { throw SharedMemoryError("\(path) is empty") }
+        guard let mapped = mmap(nil, Int(info.st_size), writable ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED, fd, 0), mapped != MAP_FAILED else {
+            throw SharedMemoryError("cannot map \(path): \(String(cString: strerror(errno)))")
+        }
+        return (mapped, Int(info.st_size))
+    }
+
     /// The pid a slot file name carries (`bonestream-<pid>-<token>`).
     static func ownerPID(ofFile name: String) -> pid_t? {
         guard name.hasPrefix(prefix) else { return nil }
@@ -146,19 +177,7 @@ public final class SharedSlotFile {
             : SharedMemory.roundUp(SlotFileLayout.messageHeaderBytes + messageBytes + referenceBytes, SharedMemory.lineBytes)
         slotsOffset = SharedMemory.roundUp(messageOffset + slots * messageStride, SharedMemory.page)
         size = slotsOffset + slots * self.slotBytes
-        let fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw SharedMemoryError("cannot create \(path): \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        let reserved = bs_fallocate(fd, Int64(size))
-        guard reserved == 0 else {
-            unlink(path)
-            throw SharedMemoryError("cannot reserve \(size / 1_000_000) MB in \(directory): \(String(cString: strerror(reserved)))")
-        }
-        guard let mapped = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), mapped != MAP_FAILED else {
-            unlink(path)
-            throw SharedMemoryError("cannot map \(path): \(String(cString: strerror(errno)))")
-        }
-        base = mapped
+        base = try SharedMemory.create(path: path, size: size)
         // A consumer killed with its bell open leaves a FIFO without a reader: writing to it must fail
         // with EPIPE, not end this process.
         if messageBytes > 0 { signal(SIGPIPE, SIG_IGN) }
@@ -492,26 +511,20 @@ public final class SharedSlotReader {
                 throw SharedMemoryError("shard reference to \(reference.path), which is not an absolute path to a .bss shard")
             }
         }
-        let writable = reference.kind == .slot
-        let fd = open(reference.path, (writable ? O_RDWR : O_RDONLY) | O_CLOEXEC)
-        guard fd >= 0 else { throw SharedMemoryError("cannot open \(reference.path): \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        var info = stat()
-        guard fstat(fd, &info) == 0, info.st_size == off_t(reference.fileSize), info.st_size > 0 else {
+        let (mapped, size) = try SharedMemory.map(path: reference.path, writable: reference.kind == .slot)
+        guard size == Int(reference.fileSize) else {
+            munmap(mapped, size)
             throw SharedMemoryError("\(reference.path) is not \(reference.fileSize) bytes")
         }
-        guard let mapped = mmap(nil, Int(info.st_size), writable ? PROT_READ | PROT_WRITE : PROT_READ, MAP_SHARED, fd, 0), mapped != MAP_FAILED else {
-            throw SharedMemoryError("cannot map \(reference.path): \(String(cString: strerror(errno)))")
-        }
-        if reference.kind == .shardFile && (info.st_size < 8 || memcmp(mapped, "BSSHARD1", 8) != 0) {
-            munmap(mapped, Int(info.st_size))
+        if reference.kind == .shardFile && (size < 8 || memcmp(mapped, "BSSHARD1", 8) != 0) {
+            munmap(mapped, size)
             throw SharedMemoryError("\(reference.path) is not a BoneStream shard")
         }
         if let old = mappings[reference.path] {
             queues.removeAll { $0.path == reference.path }
             munmap(old.base, old.size)
         }
-        let mapping = Mapping(base: mapped, size: Int(info.st_size), kind: reference.kind)
+        let mapping = Mapping(base: mapped, size: size, kind: reference.kind)
         mappings[reference.path] = mapping
         if reference.kind == .slot { attach(reference.path, mapping) }
         return mapping

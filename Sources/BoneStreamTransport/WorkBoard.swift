@@ -63,16 +63,7 @@ public final class WorkBoard {
         token = UInt64.random(in: 1...UInt64.max)
         path = "\(directory)/\(SharedMemory.prefix)\(getpid())-\(String(token, radix: 16)).board"
         size = WorkBoardLayout.entriesAt + entries * WorkBoardLayout.entryBytes
-        let fd = open(path, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw SharedMemoryError("cannot create \(path): \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        let reserved = bs_fallocate(fd, Int64(size))
-        guard reserved == 0, let mapped = mmap(nil, size, PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), mapped != MAP_FAILED else {
-            let reason = String(cString: strerror(reserved != 0 ? reserved : errno))
-            unlink(path)
-            throw SharedMemoryError("cannot reserve or map \(path): \(reason)")
-        }
-        base = mapped
+        base = try SharedMemory.create(path: path, size: size)
         owns = true
         for entry in 0..<entries { bs_store_release_u32(owner(at: entry), WorkBoard.freeWord) }
         base.storeBytes(of: UInt32(entries).littleEndian, toByteOffset: WorkBoardLayout.entryCountAt, as: UInt32.self)
@@ -88,27 +79,24 @@ public final class WorkBoard {
         guard path.hasPrefix(SharedMemory.directory + "/" + SharedMemory.prefix), !path.contains("/../") else {
             throw SharedMemoryError("\(path) is not a board path")
         }
-        let fd = open(path, O_RDWR | O_CLOEXEC)
-        guard fd >= 0 else { throw SharedMemoryError("cannot open \(path): \(String(cString: strerror(errno)))") }
-        defer { close(fd) }
-        var info = stat()
-        guard fstat(fd, &info) == 0, info.st_size >= WorkBoardLayout.entriesAt else { throw SharedMemoryError("\(path) is too short for a board") }
-        guard let mapped = mmap(nil, Int(info.st_size), PROT_READ | PROT_WRITE, MAP_SHARED, fd, 0), mapped != MAP_FAILED else {
-            throw SharedMemoryError("cannot map \(path): \(String(cString: strerror(errno)))")
+        let (mapped, size) = try SharedMemory.map(path: path, writable: true)
+        guard size >= WorkBoardLayout.entriesAt else {
+            munmap(mapped, size)
+            throw SharedMemoryError("\(path) is too short for a board")
         }
         let entries = Int(UInt32(littleEndian: mapped.load(fromByteOffset: WorkBoardLayout.entryCountAt, as: UInt32.self)))
         guard bs_load_acquire_u32(mapped + WorkBoardLayout.magicAt) == WorkBoardLayout.magic,
               UInt32(littleEndian: mapped.load(fromByteOffset: WorkBoardLayout.versionAt, as: UInt32.self)) == WorkBoardLayout.version,
               UInt64(littleEndian: mapped.load(fromByteOffset: WorkBoardLayout.tokenAt, as: UInt64.self)) == token,
-              entries > 0, WorkBoardLayout.entriesAt + entries * WorkBoardLayout.entryBytes <= Int(info.st_size) else {
-            munmap(mapped, Int(info.st_size))
+              entries > 0, WorkBoardLayout.entriesAt + entries * WorkBoardLayout.entryBytes <= size else {
+            munmap(mapped, size)
             throw SharedMemoryError("\(path) is not the board this coordinator announced (magic, version, token or size differ)")
         }
         self.path = path
         self.token = token
         entryCount = entries
         base = mapped
-        size = Int(info.st_size)
+        self.size = size
         owns = false
     }
 
