@@ -171,7 +171,7 @@ extension BenchCommand {
         var samples = 200_000
 
         @Option(help: "Rounds of every measure (BoneStream, the Python references, the references without transport), in turn; each reports its best round.")
-        var rounds = 2
+        var rounds = 3
 
         @Option(help: "Samples for the PyTorch DataLoader reference (it is slow).")
         var torchSamples = 12_000
@@ -203,15 +203,18 @@ extension BenchCommand {
                 var results: [String: Double] = [:]
                 /// A measure keeps its best round: this machine's speed swings between phases.
                 func keep(_ key: String, _ value: Double) { results[key] = max(results[key] ?? 0, value) }
+                @discardableResult
                 func ours(_ key: String, workers: Int, sharedMemory: Bool = true, readPixels: Bool = true, localQueue: Bool = true,
-                          tcp: Bool = false, board: Bool = true) throws {
+                          tcp: Bool = false, board: Bool = true) throws -> Double {
                     var run = config
                     try run.apply(assignments: ["stream.workers=\(workers)", "stream.shared_memory=\(sharedMemory)", "stream.work_board=\(board)"])
                     if tcp {
                         try run.apply(assignments: ["stream.control=tcp://127.0.0.1:\(try Endpoint.freeLoopbackPort())",
                                                     "stream.data=tcp://127.0.0.1:\(try Endpoint.freeLoopbackPort())"])
                     }
-                    keep(key, try Stages.streamReport(run, readPixels: readPixels, localQueue: localQueue).patchesPerSecond)
+                    let rate = try Stages.streamReport(run, readPixels: readPixels, localQueue: localQueue).patchesPerSecond
+                    keep(key, rate)
+                    return rate
                 }
                 // Each producer thread its own builder and cache mapping, as each worker process has.
                 let handOffBuilders = try (0..<2).map { _ in try ProducerSetup(config: config).builder }
@@ -232,11 +235,22 @@ extension BenchCommand {
                     _ = try Stages.produce(config)
                     keep("python_client_2_workers", try finishPython(client, "bonestream_client.py"))
                 }
+                /// bench augment's 2-core rate, over one second.
+                func augmentRate(destinations: Int = 1) -> Double {
+                    AugmentBench.rate(base: builder.cache.pixels(slot: 0), images: builder.cache.count, grid: builder.settings.grid,
+                                      pool: builder.settings.pool, seconds: 1, threads: 2, destinations: destinations)
+                }
+                /// Each 2-worker stream over bench augment measured right after it (not counted in the
+                /// table's best-of figures): the machine's speed swings over seconds to minutes, and a pair
+                /// taken together shares its phase.
+                var paired: [String: [Double]] = [:]
                 for _ in 0..<rounds {
                     if !noPython { try python() }
                     try ours("1_worker", workers: 1)
-                    try ours("2_workers", workers: 2)
-                    try ours("2_workers_transport_only", workers: 2, readPixels: false)
+                    for (key, read) in [("2_workers", true), ("2_workers_transport_only", false)] {
+                        let stream = try ours(key, workers: 2, readPixels: read)
+                        paired[key, default: []].append(stream / augmentRate())
+                    }
                     try ours("2_workers_by_message", workers: 2, board: false)
                     try ours("2_workers_by_message_transport_only", workers: 2, readPixels: false, board: false)
                     try ours("2_workers_no_queue", workers: 2, localQueue: false)
@@ -245,8 +259,7 @@ extension BenchCommand {
                     // The same pool's raw augmentation rate on two cores, reading the cache through the
                     // same kind of mapping as the workers (the cache's images lie one after another).
                     for (key, destinations) in [("augment_2_cores", 1), ("augment_2_cores_16_destinations", 16)] {
-                        keep(key, AugmentBench.rate(base: builder.cache.pixels(slot: 0), images: builder.cache.count, grid: builder.settings.grid,
-                                                    pool: builder.settings.pool, seconds: 1, threads: 2, destinations: destinations))
+                        keep(key, augmentRate(destinations: destinations))
                     }
                     // The same work with no transport: producer threads hand batches to a reading thread.
                     for (key, producers, read) in [("hand_off_1", 1, true), ("hand_off_2", 2, true), ("hand_off_2_no_read", 2, false)] {
@@ -255,7 +268,9 @@ extension BenchCommand {
                 }
 
                 if json {
-                    say(String(decoding: try JSONSerialization.data(withJSONObject: results, options: [.sortedKeys]), as: UTF8.self))
+                    var object: [String: Any] = results
+                    for (key, ratios) in paired { object["paired_\(key)_of_augment"] = ratios }
+                    say(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
                     return
                 }
                 say("stream: \(samples) patches of \(builder.settings.grid.patchSize)x\(builder.settings.grid.patchSize), pool \(pool.joined(separator: "+")), batches of \(builder.settings.batchSize), credit \(config.int("stream.credit")), ipc://, \(ProcessInfo.processInfo.activeProcessorCount) cores")
@@ -285,6 +300,14 @@ extension BenchCommand {
                 row("no transport: 2 threads building batches -> 1 thread reading every pixel", "hand_off_2")
                 row("no transport: 2 threads building batches -> 1 thread reading no pixel", "hand_off_2_no_read")
                 say(table.render())
+                func pairedLine(_ name: String, _ key: String) -> String {
+                    let ratios = paired[key, default: []].sorted()
+                    guard let low = ratios.first, let high = ratios.last else { return "" }
+                    let median = ratios.count % 2 == 1 ? ratios[ratios.count / 2] : (ratios[ratios.count / 2 - 1] + ratios[ratios.count / 2]) / 2
+                    return String(format: "%@ %.0f%% (%.0f-%.0f%%)", name, 100 * median, 100 * low, 100 * high)
+                }
+                say("paired, each 2-worker stream over bench augment measured right after it, median of \(rounds) (range): "
+                    + pairedLine("sink reads every pixel", "2_workers") + "; " + pairedLine("transport only", "2_workers_transport_only"))
                 if !noPython && results["python_torch_dataloader_2_workers"] == nil { say("(PyTorch not importable: its row is missing)") }
             }
         }
@@ -544,7 +567,7 @@ extension BenchCommand {
         static let ceiling = 224.0
 
         @Option(help: "Rounds per model, BoneStream and PyTorch alternating; the table shows each side's best round (this machine's speed drifts by 20-30% over minutes).")
-        var rounds = 2
+        var rounds = 3
 
         func run() throws {
             try reportingErrors {
