@@ -175,6 +175,8 @@ public final class BatchReceiver {
         // only after every few: a batch by socket (a remote worker's) waits at most that many.
         let queuedBetweenSocketLooks = 4
         var queuedInARow = 0
+        // The control socket (END, rarely anything else) at most every millisecond while batches flow.
+        var controlLooks = SocketLooks()
         while !ended && !shouldStop() {
             try takeRequests()
             queue.heartbeat()
@@ -203,8 +205,10 @@ public final class BatchReceiver {
                     logger.notice("\(name): no batch yet after 3 s on \(dataEndpoint): is a coordinator (`bonestream produce`) running at \(controlEndpoint), with workers?")
                 }
             }
-            while let message = try control.receive(timeoutMs: 0) {
-                if Command(frame: message[0]) == .end { ended = true }
+            if !took || controlLooks.due() {
+                while let message = try control.receive(timeoutMs: 0) {
+                    if Command(frame: message[0]) == .end { ended = true }
+                }
             }
         }
         // Take what is already queued after END.

@@ -266,9 +266,13 @@ public final class Worker {
         }
         var lastHeard = Date()
         let silent = StreamError("the coordinator at \(controlEndpoint) has been silent for 30 s")
+        // A worker on the board makes a batch per turn: its parent and control socket (BYE, rarely
+        // anything else) are looked at once a millisecond.
+        var controlLooks = SocketLooks()
         while !shouldStop() {
             try heartbeatIfDue()
-            if parentGone() { return }
+            let look = board == nil || controlLooks.due()
+            if look && parentGone() { return }
             if let (board, number) = board {
                 // The board's heartbeat says the coordinator is alive; it rarely sends a message here.
                 if board.coordinatorSilence() > 30_000 { throw silent }
@@ -285,7 +289,7 @@ public final class Worker {
                     board.markPushed(entry, worker: number)
                     pushed.removeAll(keepingCapacity: true)  // the coordinator learns it from the board
                 }
-                if let frames = try control.receive(timeoutMs: 0), try !handle(frames) { return }
+                if look, let frames = try control.receive(timeoutMs: 0), try !handle(frames) { return }
                 continue
             }
             if Date().timeIntervalSince(lastHeard) > 30 { throw silent }

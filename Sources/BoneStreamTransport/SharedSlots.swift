@@ -469,8 +469,9 @@ public final class SharedSlotReader {
     public func awake() {
         guard let bell, !queues.isEmpty else { return }
         for queue in queues { bs_store_release_u32(queue.base + SlotFileLayout.sleepingAt, 0) }
+        // One read empties it unless more producers rang than it holds.
         var buffer = [UInt8](repeating: 0, count: 64)
-        while read(bell.fd, &buffer, buffer.count) > 0 {}
+        while read(bell.fd, &buffer, buffer.count) == buffer.count {}
     }
 
     /// Files currently mapped.

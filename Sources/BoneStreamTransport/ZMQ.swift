@@ -183,6 +183,23 @@ public final class ZMQSocket {
     }
 }
 
+/// When a socket that rarely carries anything (a control socket, in a loop that runs per batch) is
+/// due a look: at most once every `milliseconds`. A look at an empty ZeroMQ socket costs two system
+/// calls (libzmq checks its mailbox and the process id), and a busy loop would make them per batch.
+public struct SocketLooks {
+    public let milliseconds: UInt64
+    private var last: UInt64 = 0
+
+    public init(milliseconds: UInt64 = 1) { self.milliseconds = milliseconds }
+
+    /// True (and counted as a look) when `milliseconds` have passed since the last look.
+    public mutating func due(now: UInt64 = SharedMemory.milliseconds()) -> Bool {
+        guard now &- last >= milliseconds else { return false }
+        last = now
+        return true
+    }
+}
+
 /// Bytes at a stable address for a zero-copy send: fill `base`, then hand the buffer to
 /// `ZMQSocket.send(buffers:)`; it is freed when both Swift and libzmq are done with it.
 public final class MessageBuffer: @unchecked Sendable {

@@ -31,6 +31,16 @@ import Testing
         #expect(Date().timeIntervalSince(start) >= 0.04)
     }
 
+    @Test func aControlSocketIsLookedAtOnceAMillisecondAtMost() {
+        var looks = SocketLooks(milliseconds: 1)
+        // The second look in the same millisecond is not due.
+        let everyMillisecond = [5000, 5000, 5001, 5001, 5003].map { looks.due(now: UInt64($0)) }
+        #expect(everyMillisecond == [true, false, true, false, true])
+        var slower = SocketLooks(milliseconds: 10)
+        let everyTen = [100, 109, 110, 119].map { slower.due(now: UInt64($0)) }
+        #expect(everyTen == [true, false, true, false])
+    }
+
     @Test func routerSeesTheDealersRoutingID() throws {
         let dir = try TemporaryDirectory("zmq")
         let context = ZMQContext()
