@@ -254,6 +254,10 @@ public final class Worker {
                 try reportPushed()
             case .bye:
                 logger.info("worker \(getpid()): asked to leave")
+                // Asked to leave (`scale`, the end of a run): batches already pushed but still in the
+                // socket (a slow consumer over tcp://) reach it before the socket closes. The coordinator
+                // counts them as delivered and would otherwise find them lost only at its delivery timeout.
+                try? data.setLinger(milliseconds: 5000)
                 return false
             default:
                 logger.warning("worker: dropped an unexpected \(command.rawValue) message")

@@ -57,6 +57,11 @@ public final class ZMQSocket {
         guard zmq_setsockopt(raw, option, &v, MemoryLayout<Int32>.size) == 0 else { throw ZMQError("zmq_setsockopt", "option \(option)") }
     }
 
+    /// How long closing may wait to deliver messages already sent (0 by default: closing never waits).
+    public func setLinger(milliseconds: Int32) throws {
+        try setOption(ZMQ_LINGER, milliseconds)
+    }
+
     /// Makes a blocking send give up (return false) after `milliseconds`.
     public func setSendTimeout(milliseconds: Int32) throws {
         try setOption(ZMQ_SNDTIMEO, milliseconds)
