@@ -7,6 +7,7 @@ import BoneStreamImage
 import BoneStreamPhantoms
 import BoneStreamPreprocess
 import BoneStreamStream
+import BoneStreamTrain
 import BoneStreamTransport
 import Foundation
 
@@ -301,10 +302,9 @@ extension BenchCommand {
                 row("no transport: 2 threads building batches -> 1 thread reading no pixel", "hand_off_2_no_read")
                 say(table.render())
                 func pairedLine(_ name: String, _ key: String) -> String {
-                    let ratios = paired[key, default: []].sorted()
-                    guard let low = ratios.first, let high = ratios.last else { return "" }
-                    let median = ratios.count % 2 == 1 ? ratios[ratios.count / 2] : (ratios[ratios.count / 2 - 1] + ratios[ratios.count / 2]) / 2
-                    return String(format: "%@ %.0f%% (%.0f-%.0f%%)", name, 100 * median, 100 * low, 100 * high)
+                    let ratios = paired[key, default: []].map(Float.init)
+                    guard let low = ratios.min(), let high = ratios.max() else { return "" }
+                    return String(format: "%@ %.0f%% (%.0f-%.0f%%)", name, 100 * PatchStatistics.median(ratios), 100 * low, 100 * high)
                 }
                 say("paired, each 2-worker stream over bench augment measured right after it, median of \(rounds) (range): "
                     + pairedLine("sink reads every pixel", "2_workers") + "; " + pairedLine("transport only", "2_workers_transport_only"))
