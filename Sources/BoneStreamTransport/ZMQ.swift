@@ -40,6 +40,12 @@ public final class ZMQSocket {
     public let kind: Kind
     private let context: ZMQContext  // keeps the context alive as long as the socket
     let raw: UnsafeMutableRawPointer
+    /// The socket's ZMQ_FD, once asked for.
+    private var mailbox: Int32?
+    /// True when no message can be waiting unseen: the last receive found none (libzmq processed
+    /// every command and marked its pipes empty, so anything new signals ZMQ_FD) and nothing was sent
+    /// since (a send may process commands, and with them the signal of a message it leaves waiting).
+    private var drained = false
 
     public init(_ context: ZMQContext, _ kind: Kind) throws {
         guard let socket = zmq_socket(context.raw, kind.rawValue) else { throw ZMQError("zmq_socket") }
@@ -107,6 +113,7 @@ public final class ZMQSocket {
         let release: @convention(c) (UnsafeMutableRawPointer?, UnsafeMutableRawPointer?) -> Void = { _, hint in
             if let hint { Unmanaged<MessageBuffer>.fromOpaque(hint).release() }
         }
+        drained = false
         for (i, buffer) in buffers.enumerated() {
             var message = zmq_msg_t()
             let owner = Unmanaged.passRetained(buffer)
@@ -133,6 +140,7 @@ public final class ZMQSocket {
         // call where zmq_poll makes two (its own poll and the socket's mailbox check), and a busy
         // consumer looks after every batch.
         let dontWait = timeoutMs == 0
+        if dontWait && quietSinceDrained { return nil }
         if !dontWait { guard try poll(timeoutMs: timeoutMs) else { return nil } }
         var frames: [Data] = []
         repeat {
@@ -142,7 +150,10 @@ public final class ZMQSocket {
                 let error = ZMQError("zmq_msg_recv")
                 zmq_msg_close(message)
                 message.deallocate()
-                if error.code == EAGAIN && frames.isEmpty { return nil }
+                if error.code == EAGAIN && frames.isEmpty {
+                    drained = true
+                    return nil
+                }
                 throw error
             }
             let size = zmq_msg_size(message)
@@ -157,6 +168,7 @@ public final class ZMQSocket {
                 }))
             }
         } while hasMore
+        drained = false  // more may wait behind it
         return frames
     }
 
@@ -169,22 +181,61 @@ public final class ZMQSocket {
 
     /// True when a message can be received within `timeoutMs`, or (with `descriptor`) that file
     /// descriptor became readable.
+    ///
+    /// It waits in poll(2) on the socket's own descriptor (ZMQ_FD) rather than in zmq_poll, which
+    /// looks at the socket's mailbox before and after its wait (four system calls and two process-id
+    /// checks on every wait, where a consumer woken after each batch waits once per batch). ZMQ_FD
+    /// signals only commands that arrived since libzmq last processed them, so it is trusted only
+    /// while `drained` holds; otherwise ZMQ_EVENTS (which processes them) is asked first, as
+    /// zmq_getsockopt(3) prescribes.
     public func poll(timeoutMs: Int, orReadable descriptor: Int32? = nil) throws -> Bool {
-        // Two items side by side on the stack (a homogeneous tuple is laid out as an array).
-        var items = (zmq_pollitem_t(socket: raw, fd: 0, events: Int16(ZMQ_POLLIN), revents: 0),
-                     zmq_pollitem_t(socket: nil, fd: descriptor ?? -1, events: Int16(ZMQ_POLLIN), revents: 0))
-        let count: Int32 = descriptor == nil ? 1 : 2
-        return try withUnsafeMutableBytes(of: &items) { bytes in
-            let first = bytes.baseAddress!.assumingMemoryBound(to: zmq_pollitem_t.self)
-            while true {
-                let n = zmq_poll(first, count, timeoutMs)
-                if n < 0 {
-                    if zmq_errno() == EINTR { continue }
-                    throw ZMQError("zmq_poll")
-                }
-                return n > 0
+        let deadline = timeoutMs < 0 ? nil : SharedMemory.milliseconds() + UInt64(timeoutMs)
+        var fds = (pollfd(fd: try mailboxDescriptor(), events: Int16(POLLIN), revents: 0),
+                   pollfd(fd: descriptor ?? -1, events: Int16(POLLIN), revents: 0))
+        let count: nfds_t = descriptor == nil ? 1 : 2
+        while true {
+            if !drained {
+                if try hasMessage() { return true }
+                drained = true
             }
+            let left = deadline.map { Int32(clamping: max(0, Int64(bitPattern: $0 &- SharedMemory.milliseconds()))) } ?? -1
+            fds.0.revents = 0
+            fds.1.revents = 0
+            let n = withUnsafeMutableBytes(of: &fds) { Glibc.poll($0.baseAddress!.assumingMemoryBound(to: pollfd.self), count, left) }
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw ZMQError("poll", "on a socket's descriptor")
+            }
+            if fds.0.revents != 0 { drained = false }  // commands for the socket: maybe a message
+            if fds.1.revents != 0 { return true }
+            if n == 0 { return false }
         }
+    }
+
+    /// The socket's mailbox descriptor (ZMQ_FD): readable when libzmq has commands for the socket.
+    private func mailboxDescriptor() throws -> Int32 {
+        if let fd = mailbox { return fd }
+        var fd: Int32 = -1
+        var size = MemoryLayout<Int32>.size
+        guard zmq_getsockopt(raw, ZMQ_FD, &fd, &size) == 0 else { throw ZMQError("zmq_getsockopt", "ZMQ_FD") }
+        mailbox = fd
+        return fd
+    }
+
+    /// ZMQ_EVENTS: processes the socket's pending commands, then says whether a message waits.
+    private func hasMessage() throws -> Bool {
+        var events: Int32 = 0
+        var size = MemoryLayout<Int32>.size
+        guard zmq_getsockopt(raw, ZMQ_EVENTS, &events, &size) == 0 else { throw ZMQError("zmq_getsockopt", "ZMQ_EVENTS") }
+        return events & Int32(ZMQ_POLLIN) != 0
+    }
+
+    /// A zero-timeout receive on a drained socket whose descriptor shows no new command: nothing
+    /// can be waiting, found with one system call (a zmq_msg_recv would make two).
+    private var quietSinceDrained: Bool {
+        guard drained, let fd = try? mailboxDescriptor() else { return false }
+        var item = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+        return Glibc.poll(&item, 1, 0) == 0
     }
 }
 

@@ -4,13 +4,19 @@ import Foundation
 import Testing
 
 @Suite struct TransportTests {
-    @Test func pushPullCarriesMultipartMessagesIntact() throws {
-        let dir = try TemporaryDirectory("zmq")
+    /// A PULL bound at `ipc://<dir>/data` and a PUSH connected to it, in one context.
+    private func pushPull(_ dir: TemporaryDirectory) throws -> (context: ZMQContext, pull: ZMQSocket, push: ZMQSocket) {
         let context = ZMQContext()
         let pull = try ZMQSocket(context, .pull)
         try pull.bind("ipc://\(dir.path)/data")
         let push = try ZMQSocket(context, .push)
         try push.connect("ipc://\(dir.path)/data")
+        return (context, pull, push)
+    }
+
+    @Test func pushPullCarriesMultipartMessagesIntact() throws {
+        let dir = try TemporaryDirectory("zmq")
+        let (_, pull, push) = try pushPull(dir)
         let big = MessageBuffer(count: 224 * 224 * 40)
         for i in 0..<big.count { big.base.storeBytes(of: UInt8(truncatingIfNeeded: i &* 31), toByteOffset: i, as: UInt8.self) }
         let expected = Data(bytes: big.base, count: big.count)
@@ -29,6 +35,72 @@ import Testing
         let start = Date()
         #expect(try pull.receive(timeoutMs: 50) == nil)
         #expect(Date().timeIntervalSince(start) >= 0.04)
+    }
+
+    /// `poll` and zero-timeout receives trust the socket's descriptor (ZMQ_FD, edge-triggered) only
+    /// when nothing can wait unseen: every way a message can be waiting is looked at here.
+    @Test func waitingOnTheSocketsDescriptorMissesNoMessage() throws {
+        let dir = try TemporaryDirectory("zmq")
+        let (context, pull, push) = try pushPull(dir)
+        #expect(try pull.receive(timeoutMs: 0) == nil)
+        for round in 0..<50 {
+            // Several messages at once: each is there without waiting, the one after them is not.
+            let count = 1 + round % 3
+            for i in 0..<count { try push.send([Data([UInt8(round), UInt8(i)])]) }
+            #expect(try pull.poll(timeoutMs: 5000))
+            for i in 0..<count { #expect(try pull.receive(timeoutMs: i == 0 ? 0 : 1000) == [Data([UInt8(round), UInt8(i)])]) }
+            #expect(try pull.receive(timeoutMs: 0) == nil)
+        }
+        // A message sent while the receiver waits wakes it.
+        let endpoint = "ipc://\(dir.path)/data"
+        let sender = Thread {
+            guard let late = try? ZMQSocket(context, .push), (try? late.connect(endpoint)) != nil else { return }
+            Thread.sleep(forTimeInterval: 0.05)
+            _ = try? late.setLinger(milliseconds: 5000)
+            _ = try? late.send([Data("late".utf8)])
+        }
+        sender.start()
+        let start = Date()
+        #expect(try pull.poll(timeoutMs: 5000))
+        #expect(Date().timeIntervalSince(start) < 4)
+        #expect(try pull.receive(timeoutMs: 0) == [Data("late".utf8)])
+
+        // Commands that carry no message (a second peer connecting) do not end the wait early.
+        let connector = Thread {
+            Thread.sleep(forTimeInterval: 0.02)
+            guard let other = try? ZMQSocket(context, .push), (try? other.connect(endpoint)) != nil else { return }
+            Thread.sleep(forTimeInterval: 0.3)
+        }
+        connector.start()
+        let quiet = Date()
+        #expect(try pull.poll(timeoutMs: 150) == false)
+        #expect(Date().timeIntervalSince(quiet) >= 0.14)
+
+        // Another descriptor becoming readable ends the wait.
+        var ends: [Int32] = [0, 0]
+        #expect(pipe(&ends) == 0)
+        defer { close(ends[0]); close(ends[1]) }
+        #expect(write(ends[1], "x", 1) == 1)
+        #expect(try pull.poll(timeoutMs: 5000, orReadable: ends[0]))
+
+        // A send on the same socket may take in the signal of a message that arrived meanwhile: the
+        // next wait must still see it.
+        let router = try ZMQSocket(context, .router)
+        try router.bind("ipc://\(dir.path)/control")
+        let dealer = try ZMQSocket(context, .dealer)
+        try dealer.setRoutingID("d")
+        try dealer.connect("ipc://\(dir.path)/control")
+        try dealer.send([Data("hello".utf8)])
+        let hello = try #require(try router.receive(timeoutMs: 5000))
+        #expect(try dealer.receive(timeoutMs: 0) == nil)
+        for round in 0..<50 {
+            try router.send([hello[0], Data([UInt8(round)])])
+            Thread.sleep(forTimeInterval: 0.001)
+            try dealer.send([Data("ack".utf8)])
+            #expect(try dealer.poll(timeoutMs: 5000))
+            #expect(try dealer.receive(timeoutMs: 0) == [Data([UInt8(round)])])
+            #expect(try router.receive(timeoutMs: 5000)?.last == Data("ack".utf8))
+        }
     }
 
     @Test func aControlSocketIsLookedAtOnceAMillisecondAtMost() {
