@@ -161,7 +161,7 @@ def bind(sock, endpoint):
 class BoneStreamClient:
     """Iterates over batches until the coordinator ends the stream; duplicates are dropped."""
 
-    def __init__(self, control, data, credit=16, rgb=False, as_float=True):
+    def __init__(self, control, data, credit=32, rgb=False, as_float=True):
         self.context = zmq.Context.instance()
         self.data = self.context.socket(zmq.PULL)
         bind(self.data, data)
@@ -224,7 +224,7 @@ def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--control", default="ipc://work/stream-control")
     parser.add_argument("--data", default="ipc://work/stream-data")
-    parser.add_argument("--credit", type=int, default=16)
+    parser.add_argument("--credit", type=int, default=32)
     parser.add_argument("--rgb", action="store_true", help="replicate gray into 3 channels")
     parser.add_argument("--bench", action="store_true", help="print patches/s at the end")
     parser.add_argument("--json", action="store_true", help="end with one JSON object")

@@ -42,6 +42,10 @@ public final class Worker {
     /// Slots a worker fills ahead of a consumer attached to its queue: it waits for the consumer
     /// rather than write into colder memory (docs/performance.md, "A local queue").
     private let queueDepth = 2
+    /// Slots made for a consumer's credit, whatever its size (plus `prefetch`): each costs a batch of
+    /// memory in /dev/shm, while a consumer taking batches by reference releases each slot as it
+    /// reads it, so a worker with more batches in flight than slots waits a moment for one.
+    private let maxSlotsForCredit = 16
 
     /// Claim work from the coordinator's board when it offers one (false: ask by message, as a
     /// worker on another host does).
@@ -117,11 +121,11 @@ public final class Worker {
         let patchBytes = setup.builder.settings.grid.patchSize * setup.builder.settings.grid.patchSize
         let batchSize = setup.builder.settings.batchSize
         // Same host (ipc://): pixels go into shared-memory slots, one per batch that can be in flight
-        // from here (the consumer's credit, plus this worker's requests ahead).
+        // from here (the consumer's credit, at most `maxSlotsForCredit`, plus this worker's requests ahead).
         var slots: SharedSlotFile?
         if config.bool("stream.shared_memory") && dataEndpoint.hasPrefix("ipc://") {
             do {
-                slots = try SharedSlotFile(slots: config.int("stream.credit") + prefetch, slotBytes: batchSize * patchBytes,
+                slots = try SharedSlotFile(slots: min(config.int("stream.credit"), maxSlotsForCredit) + prefetch, slotBytes: batchSize * patchBytes,
                                            messageBytes: BatchHeader.size + batchSize * SampleLabel.size)
             } catch {
                 logger.warning("worker \(getpid()): \(error); sending pixels over the socket instead")
