@@ -124,7 +124,7 @@ public enum PipelineSchema {
                           "The coordinator's control endpoint (it binds; workers, consumers and status/scale/stop connect). Across hosts tcp://HOST:PORT, or tcp://*:PORT (every interface; this host's processes connect to 127.0.0.1)."),
                 ConfigKey("stream.data", .string, .string("ipc://work/stream-data"),
                           "The consumer's data endpoint (the consumer binds; workers connect). With tcp://*:PORT a worker connects to the host it reaches the coordinator at."),
-                ConfigKey("stream.credit", .int(1...4096), .int(32), "Batches a consumer lets be in flight towards it: the bound on every queue. A consumer acknowledges half of it per message; 32 keeps two local workers fed between acknowledgements (docs/performance.md)."),
+                ConfigKey("stream.credit", .int(1...4096), .int(32), "Batches a consumer lets be in flight towards it: the bound on every queue. A consumer acknowledges half of it per message. 32 streamed faster than 16 with two local workers, 64 no faster (docs/performance.md)."),
                 ConfigKey("stream.shared_memory", .bool, .bool(true),
                           "With an ipc:// data endpoint, workers write pixels into slots in /dev/shm and send only a reference (no pixel crosses a socket); false sends pixels inline. Every BoneStream consumer reads both."),
                 ConfigKey("stream.work_board", .bool, .bool(true),

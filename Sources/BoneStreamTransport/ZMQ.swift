@@ -136,9 +136,9 @@ public final class ZMQSocket {
     /// Waits up to `timeoutMs` (-1: forever) for a message and returns its frames, or nil on timeout.
     /// Frames alias libzmq's buffers (no copy) and free them when the `Data` goes.
     public func receive(timeoutMs: Int = -1) throws -> [Data]? {
-        // Without a wait, no zmq_poll: a non-blocking receive looks at the socket with one system
-        // call where zmq_poll makes two (its own poll and the socket's mailbox check), and a busy
-        // consumer looks after every batch.
+        // Without a wait, no `poll` first: a busy consumer looks after every batch. On a drained
+        // socket whose descriptor shows nothing new, one system call says nothing waits; otherwise a
+        // non-blocking zmq_msg_recv (its mailbox check and process-id check) takes the message.
         let dontWait = timeoutMs == 0
         if dontWait && quietSinceDrained { return nil }
         if !dontWait { guard try poll(timeoutMs: timeoutMs) else { return nil } }
