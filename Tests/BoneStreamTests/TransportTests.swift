@@ -14,6 +14,16 @@ import Testing
         return (context, pull, push)
     }
 
+    /// A ROUTER bound at `ipc://<dir>/control` and a DEALER with routing id `id` connected to it.
+    private func routerDealer(_ dir: TemporaryDirectory, _ context: ZMQContext, id: String) throws -> (router: ZMQSocket, dealer: ZMQSocket) {
+        let router = try ZMQSocket(context, .router)
+        try router.bind("ipc://\(dir.path)/control")
+        let dealer = try ZMQSocket(context, .dealer)
+        try dealer.setRoutingID(id)
+        try dealer.connect("ipc://\(dir.path)/control")
+        return (router, dealer)
+    }
+
     @Test func pushPullCarriesMultipartMessagesIntact() throws {
         let dir = try TemporaryDirectory("zmq")
         let (_, pull, push) = try pushPull(dir)
@@ -85,11 +95,7 @@ import Testing
 
         // A send on the same socket may take in the signal of a message that arrived meanwhile: the
         // next wait must still see it.
-        let router = try ZMQSocket(context, .router)
-        try router.bind("ipc://\(dir.path)/control")
-        let dealer = try ZMQSocket(context, .dealer)
-        try dealer.setRoutingID("d")
-        try dealer.connect("ipc://\(dir.path)/control")
+        let (router, dealer) = try routerDealer(dir, context, id: "d")
         try dealer.send([Data("hello".utf8)])
         let hello = try #require(try router.receive(timeoutMs: 5000))
         #expect(try dealer.receive(timeoutMs: 0) == nil)
@@ -115,12 +121,7 @@ import Testing
 
     @Test func routerSeesTheDealersRoutingID() throws {
         let dir = try TemporaryDirectory("zmq")
-        let context = ZMQContext()
-        let router = try ZMQSocket(context, .router)
-        try router.bind("ipc://\(dir.path)/control")
-        let dealer = try ZMQSocket(context, .dealer)
-        try dealer.setRoutingID("worker-1")
-        try dealer.connect("ipc://\(dir.path)/control")
+        let (router, dealer) = try routerDealer(dir, ZMQContext(), id: "worker-1")
         try dealer.send([Data("READY".utf8)])
         let frames = try #require(try router.receive(timeoutMs: 5000))
         #expect(frames == [Data("worker-1".utf8), Data("READY".utf8)])
