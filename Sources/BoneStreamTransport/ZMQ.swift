@@ -240,8 +240,9 @@ public final class ZMQSocket {
 }
 
 /// When a socket that rarely carries anything (a control socket, in a loop that runs per batch) is
-/// due a look: at most once every `milliseconds`. A look at an empty ZeroMQ socket costs two system
-/// calls (libzmq checks its mailbox and the process id), and a busy loop would make them per batch.
+/// due a look: at most once every `milliseconds`. A look at an empty ZeroMQ socket costs a system call
+/// (two after a send on it: libzmq checks its mailbox and the process id), and a busy loop would make
+/// them per batch.
 public struct SocketLooks {
     public let milliseconds: UInt64
     private var last: UInt64 = 0
