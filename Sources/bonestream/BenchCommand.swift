@@ -171,8 +171,8 @@ extension BenchCommand {
         @Option(help: "Training samples per measured stream.")
         var samples = 200_000
 
-        @Option(help: "Rounds of every measure (BoneStream, the Python references, the references without transport), in turn; each reports its best round.")
-        var rounds = 3
+        @Option(help: "Rounds of every measure (BoneStream, the Python references, the references without transport), in turn; each reports its best round, and the paired ratios their median over the rounds.")
+        var rounds = 5
 
         @Option(help: "Samples for the PyTorch DataLoader reference (it is slow).")
         var torchSamples = 12_000
