@@ -231,10 +231,12 @@ extension BenchCommand {
                         keep("python_torch_dataloader_2_workers", torch)
                     }
                     try config.apply(assignments: ["stream.workers=2", "stream.shared_memory=true"])
-                    try prepare(endpoint: data)
-                    let client = try startPython(["bonestream_client.py", "--control", control, "--data", data, "--bench", "--json"])
-                    _ = try Stages.produce(config)
-                    keep("python_client_2_workers", try finishPython(client, "bonestream_client.py"))
+                    for (key, extra) in [("python_client_2_workers", []), ("python_client_uint8_2_workers", ["--uint8"])] {
+                        try prepare(endpoint: data)
+                        let client = try startPython(["bonestream_client.py", "--control", control, "--data", data, "--bench", "--json"] + extra)
+                        _ = try Stages.produce(config)
+                        keep(key, try finishPython(client, "bonestream_client.py"))
+                    }
                 }
                 /// bench augment's 2-core rate, over one second.
                 func augmentRate(destinations: Int = 1) -> Double {
@@ -293,6 +295,7 @@ extension BenchCommand {
                 row("bonestream, 2 workers, pixels through the socket", "2_workers_socket")
                 row("bonestream, 2 workers over tcp:// on loopback (pixels inline, as across hosts)", "2_workers_tcp")
                 row("bonestream, 2 workers -> Python client (float32 out)", "python_client_2_workers")
+                row("bonestream, 2 workers -> Python client (uint8 out, for conversion on a GPU)", "python_client_uint8_2_workers")
                 row("python: 2 pyzmq producers -> consumer (strongest)", "python_pyzmq_2_producers")
                 row("python: PyTorch DataLoader + OpenCV, 2 workers", "python_torch_dataloader_2_workers")
                 row("bench augment, 2 cores (no transport; output stays in cache)", "augment_2_cores")

@@ -316,11 +316,6 @@ import Testing
         }
     }
 
-    private func json(_ text: String) throws -> [String: Any] {
-        let line = try #require(text.split(separator: "\n").last { $0.hasPrefix("{") })
-        return try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
-    }
-
     /// A sink's JSON report on what `producer` (arguments of `produce` or `replay`) sends.
     private func sink(_ dir: TemporaryDirectory, _ producer: [String]) throws -> ([String: Any], String) {
         let (sink, sinkOut, _) = try startBonestream(["sink", "--json", "--quiet", "--digest"], in: dir.path)

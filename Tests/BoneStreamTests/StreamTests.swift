@@ -505,6 +505,46 @@ import Testing
             #expect(printed.contains("\(expected) patches, 0 malformed dropped"), "\(control): \(printed)")
         }
     }
+
+    /// The client's arrays hold the pixels the workers made: as float32 in [0, 1] (converted in place) and
+    /// as uint8, their 0-255 values sum to what the sink read from the same seed's stream, and every
+    /// batch is acknowledged (the epoch ends) though the client acknowledges several at a time.
+    @Test(.enabled(if: pythonHasZMQ)) func thePythonClientsImagesHoldTheSinksPixels() throws {
+        let dir = try prepared("python-pixels", samples: 400, epochs: 1)
+        let (reference, _) = try stream(dir, workers: 2)
+        let pixelSum = Int((reference.meanPixel * Double(reference.samples * 64 * 64)).rounded())
+        #expect(pixelSum > 0)
+        for asFloat in ["True", "False"] {
+            let script = """
+                import json, sys
+                import numpy as np
+                sys.path.insert(0, sys.argv[1])
+                from bonestream_client import BoneStreamClient
+                as_float = \(asFloat)
+                total = samples = 0
+                for header, images, labels in BoneStreamClient(sys.argv[2], sys.argv[3], as_float=as_float):
+                    assert images.dtype == (np.float32 if as_float else np.uint8), images.dtype
+                    assert images.shape[1:] == (1, 64, 64), images.shape
+                    values = np.rint(images.astype(np.float64) * 255) if as_float else images
+                    assert not as_float or (images.min() >= 0 and images.max() <= 1)
+                    total += int(values.astype(np.int64).sum())
+                    samples += images.shape[0]
+                print(json.dumps({"pixel_sum": total, "samples": samples}))
+                """
+            let client = Process()
+            client.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            client.arguments = ["python3", "-c", script, repositoryRoot + "/tools", "ipc://\(dir.path)/control.ipc", "ipc://\(dir.path)/data.ipc"]
+            let out = Pipe()
+            client.standardOutput = out
+            try client.run()
+            let (produce, produceOut, _) = try startBonestream(["produce", "--workers", "2", "--quiet"], in: dir.path)
+            let produced = finish(produce, produceOut)
+            let printed = try json(finish(client, out))
+            #expect(client.terminationStatus == 0 && produced.contains("0 handed out again"), "as_float=\(asFloat): \(produced)")
+            #expect(printed["samples"] as? Int == reference.samples, "as_float=\(asFloat)")
+            #expect(printed["pixel_sum"] as? Int == pixelSum, "as_float=\(asFloat)")
+        }
+    }
 }
 
 /// True when python3 can import pyzmq and numpy (the Python client's test needs them; CI may not have them).

@@ -143,3 +143,9 @@ func preparedPipeline(_ label: String, _ yaml: (String) -> String) throws -> Tem
     }
     return dir
 }
+
+/// The last line of `text` that starts with "{", as a JSON object (a command's `--json` report).
+func json(_ text: String) throws -> [String: Any] {
+    let line = try #require(text.split(separator: "\n").last { $0.hasPrefix("{") })
+    return try #require(try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any])
+}
