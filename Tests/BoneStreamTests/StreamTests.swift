@@ -540,7 +540,7 @@ import Testing
             let (produce, produceOut, _) = try startBonestream(["produce", "--workers", "2", "--quiet"], in: dir.path)
             let produced = finish(produce, produceOut)
             let printed = try json(finish(client, out))
-            #expect(client.terminationStatus == 0 && produced.contains("0 handed out again"), "as_float=\(asFloat): \(produced)")
+            #expect(client.terminationStatus == 0 && produced.contains(" 0 handed out again"), "as_float=\(asFloat): \(produced)")
             #expect(printed["samples"] as? Int == reference.samples, "as_float=\(asFloat)")
             #expect(printed["pixel_sum"] as? Int == pixelSum, "as_float=\(asFloat)")
         }
